@@ -1,0 +1,25 @@
+"""Error types shared by every command, job and worker.
+
+An ``InputError`` is the user's fault (bad file, bad prompt, unknown model): it is reported
+as one line, never retried, and never leaves output that looks complete.
+"""
+
+
+class StreamsegError(Exception):
+    """Base class for errors reported to the user as one line."""
+
+
+class InputError(StreamsegError):
+    """Bad input: a missing or unreadable video, an invalid prompt, an unknown model."""
+
+
+class VideoDecodeError(InputError):
+    """The video could not be opened or decoded (not a video, truncated, no video stream)."""
+
+
+class ModelLoadError(InputError):
+    """The model could not be built or its checkpoint does not fit it."""
+
+
+class TransientError(StreamsegError):
+    """A failure worth retrying (storage or network unreachable)."""
