@@ -1,0 +1,205 @@
+"""Prompts: where the user says what to track.
+
+Two forms: ``PromptSpec`` (pydantic, the JSON edge: prompt files and job specs) and
+``Prompt`` (the typed value the tracker consumes). Coordinates are pixels of the source frame.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from jobs.errors import InputError
+
+Point = tuple[float, float]
+Box = tuple[float, float, float, float]
+
+
+@dataclass(frozen=True, eq=False)
+class Prompt:
+    """Everything given for one object on one frame.
+
+    ``points``: clicks (x, y) with ``labels`` 1 = positive, 0 = negative; ``box``: (x0, y0,
+    x1, y1); ``mask``: (H, W) bool at source resolution. A mask excludes points and box.
+    """
+
+    obj_id: int
+    frame: int = 0
+    points: tuple[Point, ...] = ()
+    labels: tuple[int, ...] = ()
+    box: Box | None = None
+    mask: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def kind(self) -> str:
+        return "mask" if self.mask is not None else ("box" if self.box else "points")
+
+
+class PromptSpec(BaseModel):
+    """One entry of a prompts file: ``{"frame", "object", "points"+"labels" | "box" | "mask"}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    frame: int = Field(default=0, ge=0)
+    object: int = Field(ge=0)
+    points: list[tuple[float, float]] | None = None
+    labels: list[int] | None = None
+    box: tuple[float, float, float, float] | None = None
+    mask: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> PromptSpec:
+        if self.points is None and self.box is None and self.mask is None:
+            raise ValueError("a prompt needs points, a box or a mask")
+        if self.mask is not None and (self.points or self.box):
+            raise ValueError("a mask prompt cannot be combined with points or a box")
+        if self.points is not None:
+            labels = self.labels if self.labels is not None else [1] * len(self.points)
+            if len(labels) != len(self.points):
+                raise ValueError("points and labels must have the same length")
+            if any(label not in (0, 1) for label in labels):
+                raise ValueError("labels must be 1 (positive) or 0 (negative)")
+            self.labels = labels
+        elif self.labels:
+            raise ValueError("labels given without points")
+        return self
+
+    def to_prompt(self, base_dir: Path) -> Prompt:
+        mask = load_mask(base_dir / self.mask) if self.mask is not None else None
+        return Prompt(
+            obj_id=self.object,
+            frame=self.frame,
+            points=tuple(tuple(p) for p in self.points or ()),
+            labels=tuple(self.labels or ()),
+            box=self.box,
+            mask=mask,
+        )
+
+
+class PromptFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    prompts: list[PromptSpec] = Field(min_length=1)
+
+
+def load_mask(path: Path) -> np.ndarray:
+    """A mask PNG as (H, W) bool: any non-zero pixel is the object (alpha is ignored)."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+    except FileNotFoundError:
+        raise InputError(f"no such mask file: {path}") from None
+    except OSError as error:
+        raise InputError(f"cannot read mask {path}: {error}") from None
+    if image.mode in ("LA", "RGBA", "PA"):
+        image = image.convert(image.mode[:-1] if image.mode != "RGBA" else "RGB")
+    array = np.asarray(image)
+    return array.reshape(array.shape[0], array.shape[1], -1).any(axis=-1)
+
+
+def load_prompt_file(path: Path) -> list[Prompt]:
+    """Prompts from a JSON prompts file; mask paths are relative to the file."""
+    try:
+        raw = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise InputError(f"no such prompts file: {path}") from None
+    except (OSError, json.JSONDecodeError) as error:
+        raise InputError(f"cannot read prompts file {path}: {error}") from None
+    return prompts_from_json(raw, Path(path).parent, source=str(path))
+
+
+def prompts_from_json(raw: object, base_dir: Path, source: str = "prompts") -> list[Prompt]:
+    """Validate ``{"prompts": [...]}`` (or a bare list) and turn it into ``Prompt`` values."""
+    if isinstance(raw, list):
+        raw = {"prompts": raw}
+    try:
+        parsed = PromptFile.model_validate(raw)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise InputError(f"invalid {source}: {where}: {first['msg']}") from None
+    return [spec.to_prompt(base_dir) for spec in parsed.prompts]
+
+
+_FLAG = re.compile(r"^\s*(\d+)\s*:\s*([^@]+?)\s*(?:@\s*(\d+))?\s*$")
+
+
+def parse_flag(kind: str, text: str) -> Prompt:
+    """One ``--point/--neg-point/--box/--mask`` value: ``OBJ:VALUE[@FRAME]``."""
+    match = _FLAG.match(text)
+    if not match:
+        raise InputError(f"invalid --{kind} {text!r}: expected OBJ:VALUE[@FRAME]")
+    obj_id, value, frame = int(match[1]), match[2], int(match[3] or 0)
+    if kind == "mask":
+        return Prompt(obj_id, frame, mask=load_mask(Path(value)))
+    numbers = _numbers(kind, text, value, 4 if kind == "box" else 2)
+    if kind == "box":
+        return Prompt(obj_id, frame, box=tuple(numbers))
+    label = 0 if kind == "neg-point" else 1
+    return Prompt(obj_id, frame, points=(tuple(numbers),), labels=(label,))
+
+
+def _numbers(kind: str, text: str, value: str, count: int) -> list[float]:
+    try:
+        numbers = [float(part) for part in value.split(",")]
+    except ValueError:
+        numbers = []
+    if len(numbers) != count:
+        raise InputError(f"invalid --{kind} {text!r}: expected {count} comma-separated numbers")
+    return numbers
+
+
+def merge_prompts(prompts: Iterable[Prompt]) -> list[Prompt]:
+    """One prompt per (object, frame): clicks accumulate, a box goes with them, masks alone."""
+    merged: dict[tuple[int, int], Prompt] = {}
+    for prompt in prompts:
+        key = (prompt.obj_id, prompt.frame)
+        if key not in merged:
+            merged[key] = prompt
+            continue
+        old = merged[key]
+        if old.mask is not None or prompt.mask is not None:
+            raise InputError(
+                f"object {prompt.obj_id} on frame {prompt.frame}: a mask prompt cannot be "
+                "combined with other prompts on the same frame"
+            )
+        if old.box is not None and prompt.box is not None:
+            raise InputError(f"object {prompt.obj_id} on frame {prompt.frame}: two boxes given")
+        merged[key] = Prompt(
+            prompt.obj_id,
+            prompt.frame,
+            points=old.points + prompt.points,
+            labels=old.labels + prompt.labels,
+            box=old.box or prompt.box,
+        )
+    return sorted(merged.values(), key=lambda p: (p.frame, p.obj_id))
+
+
+def validate_prompts(prompts: Sequence[Prompt], width: int, height: int) -> None:
+    """Check every prompt against the frame size; an ``InputError`` naming the first bad one."""
+    for prompt in prompts:
+        where = f"object {prompt.obj_id} on frame {prompt.frame}"
+        for x, y in prompt.points:
+            if not (0 <= x < width and 0 <= y < height):
+                raise InputError(
+                    f"{where}: point ({x:g}, {y:g}) is outside the {width}x{height} frame"
+                )
+        if prompt.box is not None:
+            x0, y0, x1, y1 = prompt.box
+            if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
+                raise InputError(
+                    f"{where}: box ({x0:g}, {y0:g}, {x1:g}, {y1:g}) is empty or outside "
+                    f"the {width}x{height} frame"
+                )
+        if prompt.mask is not None:
+            if prompt.mask.shape != (height, width):
+                h, w = prompt.mask.shape
+                raise InputError(f"{where}: mask is {w}x{h}, the video is {width}x{height}")
+            if not prompt.mask.any():
+                raise InputError(f"{where}: mask prompt is empty (no non-zero pixel)")
