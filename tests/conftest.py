@@ -33,3 +33,58 @@ def davis_root(shared_data: Path) -> Path:
 @pytest.fixture(scope="session")
 def videos_dir(shared_data: Path) -> Path:
     return shared_data / "videos"
+
+
+# ----- SAM 2 models with random weights (one build per session) -------------------------------
+TEST_MODEL = "sam2.1-tiny"
+TEST_IMAGE_SIZE = 256
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _limit_threads() -> None:
+    import torch
+
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(scope="session")
+def sam2_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A seeded random ``sam2.1-tiny`` checkpoint (``{"model": state_dict}``)."""
+    from configs.models import get_model_spec
+    from worker.random_checkpoint import make_random_checkpoint
+
+    path = tmp_path_factory.mktemp("checkpoints") / "sam2.1_hiera_tiny_random.pt"
+    return make_random_checkpoint(get_model_spec(TEST_MODEL), path, seed=0)
+
+
+@pytest.fixture(scope="session")
+def loaded_model(sam2_checkpoint: Path):
+    """The test checkpoint loaded by streamseg on CPU at the small test image size."""
+    from configs.models import get_model_spec
+    from worker.sam2_model import cached_model
+
+    return cached_model(get_model_spec(TEST_MODEL), sam2_checkpoint, TEST_IMAGE_SIZE, "cpu")
+
+
+@pytest.fixture(scope="session")
+def official_predictor(sam2_checkpoint: Path):
+    """The official ``SAM2VideoPredictor`` with the same checkpoint and image size."""
+    from sam2.build_sam import build_sam2_video_predictor
+
+    from configs.models import get_model_spec
+
+    return build_sam2_video_predictor(
+        get_model_spec(TEST_MODEL).config,
+        str(sam2_checkpoint),
+        device="cpu",
+        hydra_overrides_extra=[f"++model.image_size={TEST_IMAGE_SIZE}"],
+    )
+
+
+def frames_folder(tmp: Path, sequence_dir: Path, start: int, count: int) -> Path:
+    """A folder of symlinks to frames ``start .. start+count-1`` of a JPEG sequence."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    frames = sorted(sequence_dir.glob("*.jpg"))[start : start + count]
+    for i, frame in enumerate(frames):
+        (tmp / f"{i:05d}.jpg").symlink_to(frame)
+    return tmp
