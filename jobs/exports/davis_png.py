@@ -1,0 +1,44 @@
+"""DAVIS export: one indexed PNG per frame (``00000.png``...), 0 = background, id = palette index.
+
+Written as frames arrive; frames missing from the stream are written as all-background PNGs so
+that the folder always holds ``num_frames`` files, as DAVIS evaluation expects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from jobs.exports import FrameMasks, VideoLike, check_frame
+from jobs.mask_io import write_indexed_png
+
+
+def frame_png_name(frame: int) -> str:
+    """DAVIS file name of a 0-based frame index: ``00012.png``."""
+    return f"{frame:05d}.png"
+
+
+def write_davis_pngs(out_dir: Path, video: VideoLike, frames: Iterable[FrameMasks]) -> int:
+    """Write every frame of the video as an indexed PNG into ``out_dir`` (created if needed).
+
+    Args:
+        out_dir: destination folder.
+        video: size and length of the video.
+        frames: per-frame masks in increasing frame order; object ids 1..254.
+
+    Returns:
+        The number of PNG files written (``video.num_frames``).
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shape = (video.height, video.width)
+    previous = -1
+    for item in frames:
+        check_frame(item, video, previous)
+        for gap in range(previous + 1, item.frame):
+            write_indexed_png(out_dir / frame_png_name(gap), {}, shape)
+        write_indexed_png(out_dir / frame_png_name(item.frame), item.visible(), shape)
+        previous = item.frame
+    for gap in range(previous + 1, video.num_frames):
+        write_indexed_png(out_dir / frame_png_name(gap), {}, shape)
+    return video.num_frames

@@ -1,0 +1,245 @@
+"""Reading and writing per-frame object masks: DAVIS-style PNG folders and ``tracks.json``.
+
+PNG masks (one file per frame, ``00000.png``, ``00001.png``, ...) come in two layouts:
+
+* indexed (palette, mode ``P``) or greyscale label maps whose value is the object id, with 0 the
+  background and 255 void (dropped, as the official DAVIS loader does);
+* binary masks of one object (DAVIS 2016: greyscale 0/255), read as object 1.
+
+Any PIL mode is accepted: ``LA``/``PA`` use their first channel, ``1`` is binary, ``I``/``I;16``
+are label maps, and RGB(A) colours are mapped back through the DAVIS palette (black/white only
+is binary). Written PNGs are indexed with the standard DAVIS palette.
+
+``tracks.json`` is the tracker's prediction file: ``{"video": {"width", "height", "fps",
+"num_frames"}, "model": {...}, "objects": [{"id", "frames": [{"frame", "rle", "bbox", "score",
+"visible"}]}]}`` with COCO compressed RLE masks.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from jobs.errors import InputError
+from jobs.exports import ExportVideo, FrameMasks
+
+VOID_LABEL = 255
+_MAX_PNG_ID = 254
+
+
+def davis_palette() -> np.ndarray:
+    """The DAVIS (PASCAL VOC) colour map: uint8 (256, 3), index 0 black, 1 (128, 0, 0), ..."""
+    palette = np.zeros((256, 3), dtype=np.uint8)
+    for index in range(256):
+        value, red, green, blue = index, 0, 0, 0
+        for shift in range(7, -1, -1):
+            red |= (value & 1) << shift
+            green |= ((value >> 1) & 1) << shift
+            blue |= ((value >> 2) & 1) << shift
+            value >>= 3
+        palette[index] = (red, green, blue)
+    return palette
+
+
+def label_map(image: Image.Image) -> np.ndarray:
+    """Object-id map of a mask image: int (H, W), 0 background, ids >= 1, 255 void.
+
+    A greyscale or 1-bit image whose only values are 0 and 255 (or 0 and 1 for mode ``1``)
+    is a binary mask of object 1.
+    """
+    mode = image.mode
+    if mode in ("RGB", "RGBA"):
+        return _labels_from_colours(np.asarray(image.convert("RGB")))
+    if mode not in ("P", "PA", "L", "LA", "La", "1", "I", "I;16", "I;16B", "I;16L"):
+        raise InputError(f"unsupported mask image mode {mode!r}")
+    values = np.asarray(image.getchannel(0) if mode in ("PA", "LA", "La") else image)
+    indexed = mode in ("P", "PA")
+    if mode == "1" or (not indexed and set(present_labels(values)) <= {0, 255}):
+        return (values > 0).astype(np.uint8)
+    return values
+
+
+def present_labels(labels: np.ndarray) -> list[int]:
+    """The distinct values of a non-negative int (H, W) label map, ascending."""
+    if labels.size == 0:
+        return []
+    if labels.min() < 0:
+        raise InputError("mask label maps cannot hold negative values")
+    return np.flatnonzero(np.bincount(labels.ravel())).tolist()
+
+
+def _labels_from_colours(rgb: np.ndarray) -> np.ndarray:
+    keys = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
+    colours = np.unique(keys)
+    if set(colours.tolist()) <= {0, 0xFFFFFF}:
+        return (keys > 0).astype(np.uint8)
+    palette = davis_palette().astype(np.int64)
+    palette_keys = (palette[:, 0] << 16) | (palette[:, 1] << 8) | palette[:, 2]
+    lookup = {int(key): index for index, key in enumerate(palette_keys)}
+    unknown = [hex(int(c)) for c in colours if int(c) not in lookup]
+    if unknown:
+        raise InputError(f"mask colours {unknown[:3]} are not in the DAVIS palette")
+    labels = np.zeros(keys.shape, dtype=np.uint8)
+    for colour in colours:
+        labels[keys == colour] = lookup[int(colour)]
+    return labels
+
+
+def masks_from_labels(labels: np.ndarray) -> dict[int, np.ndarray]:
+    """``{obj_id: bool (H, W) mask}`` of an int (H, W) label map; 0 and void are left out."""
+    ids = [v for v in present_labels(labels) if v not in (0, VOID_LABEL)]
+    return {obj_id: labels == obj_id for obj_id in ids}
+
+
+def read_mask_png(path: Path) -> dict[int, np.ndarray]:
+    """The object masks of one PNG file: ``{obj_id: bool (H, W) mask}``."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            labels = label_map(image)
+    except OSError as error:
+        raise InputError(f"cannot read mask image {path}: {error}") from error
+    return masks_from_labels(labels)
+
+
+def list_mask_pngs(folder: Path) -> list[tuple[int, Path]]:
+    """``(frame index, path)`` of every PNG in a folder, in frame order.
+
+    Frame indices are the numeric file stems (``00012.png`` is frame 12); if any stem is not a
+    number, the sorted position is used instead.
+    """
+    paths = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() == ".png")
+    if not paths:
+        raise InputError(f"no PNG masks in {folder}")
+    if all(p.stem.isdigit() for p in paths):
+        return sorted((int(p.stem), p) for p in paths)
+    return list(enumerate(paths))
+
+
+def read_mask_folder(folder: Path) -> Iterator[FrameMasks]:
+    """Stream a folder of per-frame PNG masks as :class:`FrameMasks`, one per file."""
+    for frame, path in list_mask_pngs(folder):
+        yield FrameMasks(frame=frame, masks=read_mask_png(path))
+
+
+def labels_from_masks(masks: Mapping[int, np.ndarray], shape: tuple[int, int]) -> np.ndarray:
+    """uint8 (H, W) label map of ``{obj_id: bool (H, W)}``; higher ids win where masks overlap."""
+    labels = np.zeros(shape, dtype=np.uint8)
+    for obj_id, mask in sorted(masks.items()):
+        if not 1 <= obj_id <= _MAX_PNG_ID:
+            raise InputError(f"object id {obj_id} does not fit an indexed PNG (1..{_MAX_PNG_ID})")
+        if np.shape(mask) != shape:
+            raise InputError(f"object {obj_id}: mask shape {np.shape(mask)} is not {shape}")
+        labels[np.asarray(mask, dtype=bool)] = obj_id
+    return labels
+
+
+def write_indexed_png(path: Path, masks: Mapping[int, np.ndarray], shape: tuple[int, int]) -> None:
+    """Write ``{obj_id: bool (H, W)}`` as an indexed PNG with the DAVIS palette (0 = background).
+
+    Args:
+        path: the PNG file to write.
+        masks: the frame's object masks; ids 1..254.
+        shape: (H, W) of the frame, used when ``masks`` is empty.
+    """
+    image = Image.fromarray(labels_from_masks(masks, shape))
+    image.putpalette(davis_palette().tobytes())  # makes the greyscale image indexed
+    image.save(path, format="PNG")
+
+
+# --- tracks.json ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrackedVideo:
+    """A decoded-on-demand ``tracks.json``.
+
+    Attributes:
+        video: size, rate and length of the tracked video (name: the file's parent folder).
+        rles: ``{obj_id: {frame: COCO compressed RLE}}`` of the visible frames only.
+        scores: ``{obj_id: {frame: score}}`` of the same frames.
+    """
+
+    video: ExportVideo
+    rles: Mapping[int, Mapping[int, Mapping[str, object]]]
+    scores: Mapping[int, Mapping[int, float]]
+
+    def frame_masks(self, frame: int) -> FrameMasks:
+        """The decoded masks of one frame: bool (H, W) per visible object."""
+        masks = {
+            obj_id: decode_rle(frames[frame])
+            for obj_id, frames in self.rles.items()
+            if frame in frames
+        }
+        scores = {obj_id: self.scores[obj_id][frame] for obj_id in masks}
+        return FrameMasks(frame=frame, masks=masks, scores=scores)
+
+    def frames(self) -> Iterator[FrameMasks]:
+        """Every frame ``0..num_frames-1`` in order, decoded one at a time."""
+        for frame in range(self.video.num_frames):
+            yield self.frame_masks(frame)
+
+
+def decode_rle(rle: Mapping[str, object]) -> np.ndarray:
+    """bool (H, W) mask of a COCO RLE ``{"size": [h, w], "counts": str | bytes | list}``."""
+    from pycocotools import mask as mask_utils
+
+    try:
+        height, width = (int(v) for v in rle["size"])  # type: ignore[union-attr]
+        counts = rle["counts"]
+        if isinstance(counts, list):
+            uncompressed = {"size": [height, width], "counts": counts}
+            coded = mask_utils.frPyObjects(uncompressed, height, width)
+        else:
+            raw = counts.encode("ascii") if isinstance(counts, str) else counts
+            coded = {"size": [height, width], "counts": raw}
+        return mask_utils.decode(coded).astype(bool)
+    except (KeyError, TypeError, ValueError) as error:
+        raise InputError(f"invalid COCO RLE mask: {error}") from error
+
+
+def read_tracks_json(path: Path) -> TrackedVideo:
+    """Parse a ``tracks.json`` prediction file (masks stay encoded until asked for).
+
+    Raises:
+        InputError: unreadable file, missing fields, or a frame outside the video.
+    """
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text())
+        return _parse_tracks(raw, name=path.parent.name)
+    except OSError as error:
+        raise InputError(f"cannot read {path}: {error}") from error
+    except json.JSONDecodeError as error:
+        raise InputError(f"{path} is not valid JSON: {error}") from error
+    except (KeyError, TypeError, ValueError) as error:
+        raise InputError(f"{path} is not a valid tracks file: bad or missing {error}") from error
+
+
+def _parse_tracks(raw: Mapping[str, object], name: str) -> TrackedVideo:
+    info = raw["video"]
+    video = ExportVideo(
+        width=int(info["width"]),
+        height=int(info["height"]),
+        fps=float(info.get("fps", 0.0)),
+        num_frames=int(info["num_frames"]),
+        name=name,
+    )
+    rles: dict[int, dict[int, Mapping[str, object]]] = {}
+    scores: dict[int, dict[int, float]] = {}
+    for obj in raw["objects"]:
+        obj_id = int(obj["id"])
+        rles[obj_id], scores[obj_id] = {}, {}
+        for entry in obj["frames"]:
+            frame = int(entry["frame"])
+            if not 0 <= frame < video.num_frames:
+                raise ValueError(f"frame {frame} of object {obj_id}")
+            if entry.get("visible", True) and entry.get("rle") is not None:
+                rles[obj_id][frame] = entry["rle"]
+                scores[obj_id][frame] = float(entry.get("score", 1.0))
+    return TrackedVideo(video=video, rles=rles, scores=scores)

@@ -1,0 +1,136 @@
+"""``streamseg eval PRED GT [--json OUT]``: DAVIS J&F of predictions against ground truth.
+
+GT is either one sequence's annotation folder (``00000.png``...) or a folder of such sequence
+folders (a DAVIS ``Annotations`` root). PRED is, per sequence, a folder of PNG masks, a
+``tracks.json`` file, or a folder holding ``tracks.json``; with a GT root, PRED is a folder
+holding one such prediction per sequence, named like the GT sequence folders.
+
+Frames are matched by index (PNG stem or tracks.json frame number). As in the official DAVIS
+semi-supervised evaluation, the first and last frames are not scored, so predictions for them
+may be missing; any other missing prediction frame is an error.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from jobs.errors import InputError
+from jobs.mask_io import TrackedVideo, list_mask_pngs, read_mask_png, read_tracks_json
+from jobs.metrics import DEFAULT_BOUND_TH, EvalReport, SequenceScores, evaluate_sequence
+
+TRACKS_FILE = "tracks.json"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "eval",
+        help="score predicted masks against DAVIS-style ground truth (J&F)",
+        description=__doc__.splitlines()[0] if __doc__ else None,
+    )
+    parser.add_argument("pred", type=Path, help="PNG mask folder, tracks.json, or their root")
+    parser.add_argument("gt", type=Path, help="annotation folder of a sequence, or their root")
+    parser.add_argument("--json", dest="json_out", type=Path, help="also write the report here")
+    parser.add_argument(
+        "--bound-th",
+        type=float,
+        default=DEFAULT_BOUND_TH,
+        help="boundary tolerance: fraction of the diagonal (<1) or pixels (>=1)",
+    )
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    report = evaluate_paths(args.pred, args.gt, args.bound_th)
+    print(report.format_table())
+    if args.json_out is not None:
+        try:
+            args.json_out.write_text(report.to_json() + "\n")
+        except OSError as error:
+            raise InputError(f"cannot write {args.json_out}: {error}") from error
+    return 0
+
+
+def evaluate_paths(pred: Path, gt: Path, bound_th: float = DEFAULT_BOUND_TH) -> EvalReport:
+    """Score one sequence or every sequence of a ground-truth root (see the module docstring)."""
+    if not gt.is_dir():
+        raise InputError(f"ground truth {gt} is not a folder")
+    if not pred.exists():
+        raise InputError(f"prediction {pred} does not exist")
+    if _has_pngs(gt):
+        return EvalReport((_evaluate_one(gt.name, pred, gt, bound_th),), bound_th)
+    sequences = sorted(d for d in gt.iterdir() if d.is_dir() and _has_pngs(d))
+    if not sequences:
+        raise InputError(f"{gt} holds neither PNG masks nor sequence folders of PNG masks")
+    if not pred.is_dir():
+        raise InputError(f"with a ground-truth root, prediction {pred} must be a folder")
+    missing = [d.name for d in sequences if not (pred / d.name).exists()]
+    if missing:
+        raise InputError(f"no prediction in {pred} for sequences: {', '.join(missing)}")
+    scores = [_evaluate_one(d.name, pred / d.name, d, bound_th) for d in sequences]
+    return EvalReport(tuple(scores), bound_th)
+
+
+def _has_pngs(folder: Path) -> bool:
+    return any(p.suffix.lower() == ".png" for p in folder.iterdir())
+
+
+def _evaluate_one(name: str, pred: Path, gt_dir: Path, bound_th: float) -> SequenceScores:
+    gt_files = list_mask_pngs(gt_dir)
+    source = _prediction_source(pred)
+    last = len(gt_files) - 1
+    pred_frames = (
+        source.masks(frame, required=0 < position < last)
+        for position, (frame, _) in enumerate(gt_files)
+    )
+    gt_frames = (read_mask_png(path) for _, path in gt_files)
+    return evaluate_sequence(pred_frames, gt_frames, name=name, bound_th=bound_th)
+
+
+class _Prediction(Protocol):
+    def masks(self, frame: int, required: bool) -> dict[int, np.ndarray]:
+        """``{obj_id: bool (H, W)}`` of one frame; {} for a missing frame not required."""
+        ...
+
+
+@dataclass(frozen=True)
+class _PngPrediction:
+    files: dict[int, Path]
+    where: Path
+
+    def masks(self, frame: int, required: bool) -> dict[int, np.ndarray]:
+        path = self.files.get(frame)
+        if path is not None:
+            return read_mask_png(path)
+        if required:
+            raise InputError(f"{self.where} has no mask for frame {frame}")
+        return {}
+
+
+@dataclass(frozen=True)
+class _TracksPrediction:
+    tracks: TrackedVideo
+    where: Path
+
+    def masks(self, frame: int, required: bool) -> dict[int, np.ndarray]:
+        if frame < self.tracks.video.num_frames:
+            return dict(self.tracks.frame_masks(frame).masks)
+        if required:
+            raise InputError(
+                f"{self.where} has {self.tracks.video.num_frames} frames; frame {frame} is missing"
+            )
+        return {}
+
+
+def _prediction_source(pred: Path) -> _Prediction:
+    if pred.is_file() and pred.suffix.lower() == ".json":
+        return _TracksPrediction(read_tracks_json(pred), pred)
+    if pred.is_dir() and (pred / TRACKS_FILE).is_file():
+        return _TracksPrediction(read_tracks_json(pred / TRACKS_FILE), pred / TRACKS_FILE)
+    if pred.is_dir() and _has_pngs(pred):
+        return _PngPrediction(dict(list_mask_pngs(pred)), pred)
+    raise InputError(f"prediction {pred} is neither a tracks.json nor a folder of PNG masks")
