@@ -1,0 +1,385 @@
+"""Streaming video input: a video file or URL (PyAV) or a folder of images, as RGB frames.
+
+``open_video(source)`` returns a :class:`VideoSource` context manager. Iterating it decodes one
+frame at a time (the whole video is never held in memory) and yields :class:`Frame` objects
+whose ``rgb`` is (H, W, 3) uint8 in display orientation: a container's display matrix
+(rotation and mirroring) is applied, so ``info.width``/``info.height`` are the display size.
+
+Videos: the best video stream is decoded (audio, data and cover-art streams are ignored).
+Damaged data in the middle of a video raises :class:`VideoDecodeError` naming the frame index
+instead of silently ending the stream. Image folders (DAVIS layout): the sorted ``*.jpg``,
+``*.jpeg`` and ``*.png`` files are the frames, at 24 fps unless told otherwise; every image is
+converted to RGB (EXIF orientation applied) and all must have the same size.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from jobs.errors import VideoDecodeError
+
+DEFAULT_IMAGE_FPS = 24.0
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+_FALLBACK_FPS = 30.0
+_URL_TIMEOUT_S = 30.0
+_EXIF_ORIENTATION = 0x0112
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What is known about a source before decoding it all.
+
+    ``width``/``height``: display size in pixels (after rotation). ``fps``: the stream's average
+    frame rate (variable-rate videos: frames / duration). ``num_frames``: the container's frame
+    count, or None when it does not say. ``time_base``: unit of :attr:`Frame.pts` in seconds.
+    ``rotation``: clockwise degrees (0, 90, 180, 270) applied to decoded frames, as the legacy
+    ``rotate`` tag counts them; ``mirrored``: frames are also flipped left-right (before the
+    rotation). ``source``: the path or URL as given.
+    """
+
+    width: int
+    height: int
+    fps: float
+    num_frames: int | None
+    time_base: Fraction | None
+    rotation: int
+    source: str
+    mirrored: bool = False
+
+
+@dataclass(frozen=True, eq=False)
+class Frame:
+    """One decoded frame.
+
+    ``index``: 0-based position in the stream. ``rgb``: (H, W, 3) uint8, display orientation.
+    ``pts``: presentation timestamp in ``VideoInfo.time_base`` units (None if the container has
+    none). ``time``: presentation time in seconds (``pts * time_base``, else ``index / fps``).
+    """
+
+    index: int
+    rgb: np.ndarray
+    pts: int | None
+    time: float
+
+
+class VideoSource:
+    """An open source of frames: ``info``, a single pass of ``iter()``, ``close()``."""
+
+    info: VideoInfo
+
+    def __iter__(self) -> Iterator[Frame]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the file handles; safe to call twice."""
+
+    def __enter__(self) -> VideoSource:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def open_video(source: str | os.PathLike[str], *, fps: float | None = None) -> VideoSource:
+    """Open a video file, URL or image folder for streaming decode.
+
+    ``fps`` sets the frame rate of an image folder (default 24); videos keep their own rate.
+    Raises :class:`VideoDecodeError` (one line) if the source is missing, not a video, has no
+    video stream or no frames, or (folders) holds no images or images of differing sizes.
+    """
+    text = os.fspath(source)
+    if fps is not None and not (fps > 0 and np.isfinite(fps)):
+        raise VideoDecodeError(f"frame rate must be a positive number, got {fps}")
+    if _is_url(text):
+        return _AvVideoSource(text)
+    path = Path(text)
+    if path.is_dir():
+        return _ImageFolderSource(path, DEFAULT_IMAGE_FPS if fps is None else fps)
+    if not path.exists():
+        raise VideoDecodeError(f"no such file: {text}")
+    if path.is_file() and path.stat().st_size == 0:
+        raise VideoDecodeError(f"empty file: {text}")
+    return _AvVideoSource(text)
+
+
+def _is_url(text: str) -> bool:
+    return re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", text) is not None
+
+
+# --- display orientation -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Orientation:
+    """Mirror left-right (if ``mirrored``), then rotate ``rotation`` degrees clockwise."""
+
+    rotation: int = 0
+    mirrored: bool = False
+
+    def apply(self, rgb: np.ndarray) -> np.ndarray:
+        """(H, W, 3) -> display-oriented (H', W', 3), C-contiguous."""
+        if self.mirrored:
+            rgb = rgb[:, ::-1]
+        if self.rotation:
+            rgb = np.rot90(rgb, k=-self.rotation // 90)
+        return np.ascontiguousarray(rgb)
+
+    def display_size(self, width: int, height: int) -> tuple[int, int]:
+        return (height, width) if self.rotation in (90, 270) else (width, height)
+
+
+def orientation_from_matrix(matrix: np.ndarray | None) -> _Orientation:
+    """FFmpeg display matrix (9 int32, 16.16 fixed point) -> mirror + clockwise rotation.
+
+    A point (x, y) of the decoded frame is shown at (a*x + c*y, b*x + d*y) with a, b, c, d =
+    matrix[0], [1], [3], [4]. A negative determinant means a mirror, taken out first by
+    negating x. Angles that are not multiples of 90 degrees snap to the nearest one.
+    """
+    if matrix is None:
+        return _Orientation()
+    a, b, c, d = (float(matrix[i]) for i in (0, 1, 3, 4))
+    mirrored = a * d - b * c < 0
+    if mirrored:
+        a, b = -a, -b
+    if abs(a) < 1e-9 and abs(b) < 1e-9:
+        return _Orientation(mirrored=mirrored)
+    key = (int(np.sign(a)), 0) if abs(a) >= abs(b) else (0, int(np.sign(b)))
+    rotation = {(1, 0): 0, (0, 1): 90, (-1, 0): 180, (0, -1): 270}[key]
+    return _Orientation(rotation, mirrored)
+
+
+def _frame_display_matrix(frame: av.VideoFrame) -> np.ndarray | None:
+    for side_data in frame.side_data:
+        if side_data.type.name == "DISPLAYMATRIX":
+            return np.frombuffer(bytes(side_data), dtype=np.int32)
+    return None
+
+
+# --- videos (PyAV) -----------------------------------------------------------------------
+
+
+class _AvVideoSource(VideoSource):
+    """A video file or URL decoded by PyAV, one frame at a time."""
+
+    def __init__(self, source: str) -> None:
+        self._source = source
+        self._container = _open_container(source)
+        try:
+            self._stream = _pick_video_stream(self._container, source)
+            self._stream.thread_type = "AUTO"
+            self._packets_read = self._produced = 0
+            self._decoded = self._decode_frames()
+            first = _first_frame(self._decoded, source)
+        except BaseException:
+            self._container.close()
+            raise
+        self._pending: av.VideoFrame | None = first
+        self._orientation = orientation_from_matrix(_frame_display_matrix(first))
+        self.info = self._make_info(first)
+
+    def _make_info(self, first: av.VideoFrame) -> VideoInfo:
+        width, height = self._orientation.display_size(first.width, first.height)
+        return VideoInfo(
+            width=width,
+            height=height,
+            fps=_stream_fps(self._stream),
+            num_frames=self._stream.frames or None,
+            time_base=self._stream.time_base,
+            rotation=self._orientation.rotation,
+            source=self._source,
+            mirrored=self._orientation.mirrored,
+        )
+
+    def __iter__(self) -> Iterator[Frame]:
+        if self._pending is None:
+            raise RuntimeError(f"{self._source} can be iterated once; open it again")
+        first, self._pending = self._pending, None
+        yield self._to_frame(0, first)
+        for index, frame in enumerate(self._decoded, start=1):
+            yield self._to_frame(index, frame)
+
+    def _to_frame(self, index: int, frame: av.VideoFrame) -> Frame:
+        rgb = self._orientation.apply(frame.to_ndarray(format="rgb24"))
+        if rgb.shape[:2] != (self.info.height, self.info.width):
+            raise VideoDecodeError(
+                f"frame {index} of {self._source} is {rgb.shape[1]}x{rgb.shape[0]} but the "
+                f"video is {self.info.width}x{self.info.height}; size changes are not supported"
+            )
+        time = float(frame.pts * frame.time_base) if frame.pts is not None else None
+        return Frame(index, rgb, frame.pts, index / self.info.fps if time is None else time)
+
+    def _decode_frames(self) -> Iterator[av.VideoFrame]:
+        """Decoded frames in display order; damaged or missing data raises, naming the frame."""
+        self._produced = 0
+        for packet in self._demux():
+            try:
+                frames = self._stream.decode(packet)
+            except av.FFmpegError as error:
+                raise VideoDecodeError(
+                    f"cannot decode frame {self._produced} of {self._source}: {_reason(error)}"
+                ) from None
+            for frame in frames:
+                yield frame
+                self._produced += 1
+        if self._produced and self._packets_read < len(self._stream.index_entries):
+            raise self._truncated(self._produced, "the file ends early")
+
+    def _demux(self) -> Iterator[av.Packet]:
+        """The video stream's packets; a partial packet or a read error raises."""
+        packets = self._container.demux(self._stream)
+        while True:
+            try:
+                packet = next(packets, None)
+            except av.FFmpegError as error:
+                raise self._truncated(self._produced, _reason(error)) from None
+            if packet is None:
+                return
+            if packet.size and packet.is_corrupt:
+                raise self._truncated(self._produced, "damaged or incomplete data")
+            self._packets_read += bool(packet.size)
+            yield packet
+
+    def _truncated(self, index: int, what: str) -> VideoDecodeError:
+        expected = f" of {self._stream.frames}" if self._stream.frames else ""
+        return VideoDecodeError(
+            f"truncated or corrupt video {self._source}: {what} at frame {index}{expected}"
+        )
+
+    def close(self) -> None:
+        self._decoded.close()
+        self._container.close()
+
+
+def _open_container(source: str) -> av.container.InputContainer:
+    timeout = _URL_TIMEOUT_S if _is_url(source) else None
+    try:
+        return av.open(source, mode="r", timeout=timeout)
+    except av.EOFError:
+        raise VideoDecodeError(f"no frames in video {source} (the file ends early)") from None
+    except (av.FFmpegError, OSError) as error:
+        raise VideoDecodeError(f"not a readable video: {source} ({_reason(error)})") from None
+
+
+def _pick_video_stream(container: av.container.InputContainer, source: str) -> av.VideoStream:
+    """The container's best video stream, skipping cover art (attached pictures)."""
+    cover = av.stream.Disposition.attached_pic
+    videos = [s for s in container.streams.video if not s.disposition & cover]
+    if not videos:
+        kinds = sorted({s.type for s in container.streams}) or ["no streams"]
+        raise VideoDecodeError(f"no video stream in {source} (it has: {', '.join(kinds)})")
+    try:
+        best = container.streams.best("video")
+    except (av.FFmpegError, ValueError):
+        best = None
+    if best in videos:
+        return best
+    return max(videos, key=lambda s: (s.codec_context.width or 0) * (s.codec_context.height or 0))
+
+
+def _first_frame(frames: Iterator[av.VideoFrame], source: str) -> av.VideoFrame:
+    first = next(frames, None)
+    if first is None:
+        raise VideoDecodeError(f"no frames in video {source}")
+    return first
+
+
+def _stream_fps(stream: av.VideoStream) -> float:
+    """Average rate, else the guessed rate, else frames / duration, else 30."""
+    for rate in (stream.average_rate, stream.guessed_rate):
+        if rate and rate > 0:
+            return float(rate)
+    if stream.frames and stream.duration and stream.time_base:
+        return stream.frames / float(stream.duration * stream.time_base)
+    return _FALLBACK_FPS
+
+
+def _reason(error: Exception) -> str:
+    text = getattr(error, "strerror", None) or str(error) or type(error).__name__
+    return " ".join(str(text).split())
+
+
+# --- image folders -----------------------------------------------------------------------
+
+
+class _ImageFolderSource(VideoSource):
+    """A folder of same-sized images, read one at a time in natural sort order."""
+
+    def __init__(self, folder: Path, fps: float) -> None:
+        self._paths = _list_images(folder)
+        width, height = _common_size(self._paths)
+        self.info = VideoInfo(
+            width=width,
+            height=height,
+            fps=float(fps),
+            num_frames=len(self._paths),
+            time_base=1 / Fraction(fps).limit_denominator(1_000_000),
+            rotation=0,
+            source=str(folder),
+        )
+
+    def __iter__(self) -> Iterator[Frame]:
+        for index, path in enumerate(self._paths):
+            rgb = _read_rgb(path, index)
+            if rgb.shape[:2] != (self.info.height, self.info.width):
+                raise VideoDecodeError(_size_mismatch(path, rgb.shape[1], rgb.shape[0], self.info))
+            yield Frame(index, rgb, index, index / self.info.fps)
+
+
+def _natural_key(path: Path) -> list[object]:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
+
+
+def _list_images(folder: Path) -> list[Path]:
+    paths = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+    if not paths:
+        raise VideoDecodeError(f"no images (*.jpg, *.jpeg, *.png) in folder {folder}")
+    return sorted(paths, key=_natural_key)
+
+
+def _common_size(paths: list[Path]) -> tuple[int, int]:
+    """(width, height) shared by every image (EXIF orientation applied); reads headers only."""
+    first = _header_size(paths[0], 0)
+    for index, path in enumerate(paths[1:], start=1):
+        size = _header_size(path, index)
+        if size != first:
+            raise VideoDecodeError(
+                f"image {path} is {size[0]}x{size[1]} but {paths[0].name} is "
+                f"{first[0]}x{first[1]}; all frames must have the same size"
+            )
+    return first
+
+
+def _header_size(path: Path, index: int) -> tuple[int, int]:
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            transposed = image.getexif().get(_EXIF_ORIENTATION, 1) in (5, 6, 7, 8)
+    except (UnidentifiedImageError, OSError) as error:
+        raise VideoDecodeError(f"cannot read image {path} (frame {index}): {error}") from None
+    return (height, width) if transposed else (width, height)
+
+
+def _read_rgb(path: Path, index: int) -> np.ndarray:
+    """Image file -> (H, W, 3) uint8 RGB, EXIF orientation applied, any PIL mode converted."""
+    try:
+        with Image.open(path) as image:
+            image = ImageOps.exif_transpose(image)
+            return np.array(image.convert("RGB"), dtype=np.uint8)
+    except (UnidentifiedImageError, OSError) as error:
+        raise VideoDecodeError(f"cannot read image {path} (frame {index}): {error}") from None
+
+
+def _size_mismatch(path: Path, width: int, height: int, info: VideoInfo) -> str:
+    return (
+        f"image {path} is {width}x{height} but the folder's frames are "
+        f"{info.width}x{info.height}; all frames must have the same size"
+    )
