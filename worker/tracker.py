@@ -106,6 +106,19 @@ class StreamingTracker:
         for prompts in self._pending.values():
             prompts.pop(obj_id, None)
 
+    def snapshot(self) -> bytes:
+        """The tracker's memory before the next frame, for crash-resume (safe to load)."""
+        from memory.snapshot import bank_to_bytes
+
+        return bank_to_bytes(self.bank, self.frame_idx)
+
+    def restore(self, data: bytes) -> None:
+        """Continue from ``snapshot()``; prompts for later frames must be added again."""
+        from memory.snapshot import bank_from_bytes
+
+        self.frame_idx = bank_from_bytes(data, self.bank, self.loaded.device)
+        self._pending.clear()
+
     @property
     def object_ids(self) -> list[int]:
         return sorted(self.bank.objects)

@@ -1,0 +1,89 @@
+"""Choosing and building the tracking engine for a run: SAM 2 (registry) or ``lite``.
+
+``--model`` absent means *auto*: SAM 2 when a checkpoint is given or the default model's
+checkpoint is in the cache; otherwise the weights-included ``lite`` engine, with a one-line
+notice saying how to get SAM 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from configs.models import DEFAULT_MODEL, get_model_spec
+from configs.settings import TrackerSettings
+from jobs.errors import InputError
+from worker.checkpoints import cached_checkpoint, resolve_checkpoint
+from worker.pipeline import Tracker
+from worker.video_source import VideoInfo
+
+AUTO = "auto"
+LITE = "lite"
+
+
+@dataclass(frozen=True)
+class Engine:
+    """A loaded engine: ``make_tracker(info)`` starts tracking one video; ``meta`` describes it."""
+
+    name: str
+    make_tracker: Callable[[VideoInfo], Tracker]
+    meta: dict
+
+
+def choose_model(settings: TrackerSettings, notify: Callable[[str], None] | None = None) -> str:
+    """The model a run will use, resolving ``auto``."""
+    if settings.model != AUTO:
+        return settings.model
+    if settings.checkpoint is not None:
+        return DEFAULT_MODEL
+    if cached_checkpoint(get_model_spec(DEFAULT_MODEL), settings.cache_dir) is not None:
+        return DEFAULT_MODEL
+    (notify or _stderr)(
+        f"streamseg: no SAM 2 checkpoint found; using the built-in 'lite' model. For SAM 2, "
+        f"pass --model {DEFAULT_MODEL} (downloads once) or --checkpoint PATH."
+    )
+    return LITE
+
+
+def load_engine(settings: TrackerSettings, show_progress: bool = True) -> Engine:
+    """Load the model ``settings`` asks for (once per process) and return its engine."""
+    name = choose_model(settings)
+    if name == LITE:
+        return _load_lite(settings)
+    return _load_sam2(name, settings, show_progress)
+
+
+def _load_sam2(name: str, settings: TrackerSettings, show_progress: bool) -> Engine:
+    from worker.sam2_model import cached_model
+    from worker.tracker import StreamingTracker
+
+    spec = get_model_spec(name)
+    checkpoint = resolve_checkpoint(spec, settings.checkpoint, settings.cache_dir, show_progress)
+    loaded = cached_model(spec, checkpoint, settings.image_size, settings.device)
+
+    def make_tracker(info: VideoInfo) -> Tracker:
+        return StreamingTracker(
+            loaded, num_frames=info.num_frames, offload_memory=settings.offload_memory_to_cpu
+        )
+
+    meta = {
+        "name": spec.name,
+        "checkpoint": Path(checkpoint).name,
+        "image_size": loaded.image_size,
+        "device": str(loaded.device),
+    }
+    return Engine(spec.name, make_tracker, meta)
+
+
+def _load_lite(settings: TrackerSettings) -> Engine:
+    try:
+        from worker.lite.tracker import load_lite_engine
+    except ModuleNotFoundError:
+        raise InputError("the 'lite' model is not available in this installation") from None
+    return load_lite_engine(settings)
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
