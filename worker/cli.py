@@ -16,6 +16,11 @@ from jobs.errors import StreamsegError
 COMMAND_MODULES = (
     "worker.commands.segment",
     "worker.commands.eval",
+    "worker.commands.live",
+    "worker.commands.queue",
+    "worker.commands.worker",
+    "worker.commands.annotate",
+    "worker.commands.demo",
 )
 
 
