@@ -1,0 +1,34 @@
+"""Every Redis key and queue name streamseg uses, in one place.
+
+Each section belongs to one component; keys are namespaced under ``streamseg:`` so that a
+shared Redis server can be inspected (``redis-cli --scan --pattern 'streamseg:*'``).
+"""
+
+from __future__ import annotations
+
+PREFIX = "streamseg"
+
+
+# ----- live sessions (worker.live.remote) ----------------------------------------------------
+# A remote live session ``SID`` has three streams: frames (capture side -> tracker side, trimmed
+# to the newest few), results (tracker side -> capture side, trimmed too) and control (prompts
+# and commands, capture side -> tracker side; never trimmed below what a session can send).
+# The rq queue that GPU boxes serve live sessions from (``rq worker streamseg-live``):
+LIVE_QUEUE = "streamseg-live"
+
+
+def live_frames_key(session_id: str) -> str:
+    return f"{PREFIX}:live:{session_id}:frames"
+
+
+def live_results_key(session_id: str) -> str:
+    return f"{PREFIX}:live:{session_id}:results"
+
+
+def live_control_key(session_id: str) -> str:
+    return f"{PREFIX}:live:{session_id}:control"
+
+
+def live_session_keys(session_id: str) -> tuple[str, str, str]:
+    """(frames, results, control): every key one live session writes."""
+    return live_frames_key(session_id), live_results_key(session_id), live_control_key(session_id)

@@ -1,0 +1,136 @@
+"""Shared pieces of the live tests: generated clips, a deliberately slow tracker, redis-server."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import av
+import numpy as np
+
+from jobs.prompts import Prompt
+from worker.live.sources import Disc, synthetic_frame
+from worker.tracker import FrameResult, ObjectResult
+
+REDIS_SERVER = "/usr/bin/redis-server"
+
+
+def write_synthetic_clip(path: Path, num_frames: int, fps: int, width: int = 320,
+                         height: int = 240) -> Path:  # fmt: skip
+    """An H.264 clip of ``synthetic_frame(0..num_frames-1)`` at ``fps``."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"preset": "ultrafast", "crf": "18"}
+        for index in range(num_frames):
+            frame = av.VideoFrame.from_ndarray(synthetic_frame(index, width, height), "rgb24")
+            frame.pts = index
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return path
+
+
+class SlowTracker:
+    """A tracker that takes ``seconds`` per frame (sleeping, so CPU load does not blur it).
+
+    Each prompted object's mask is a disc of ``radius`` around its last positive click (or its
+    box): enough to see prompts reach the tracker and masks come back.
+    """
+
+    def __init__(self, seconds: float, radius: float = 20.0) -> None:
+        self.seconds, self.radius = seconds, radius
+        self.frame_idx = 0
+        self.prompts: list[Prompt] = []
+        self._centres: dict[int, tuple[float, float]] = {}
+
+    def add_prompt(self, prompt: Prompt) -> None:
+        assert prompt.frame == self.frame_idx, "live prompts go on the next frame"
+        self.prompts.append(prompt)
+        positives = [p for p, label in zip(prompt.points, prompt.labels, strict=True) if label]
+        if prompt.box is not None:
+            x0, y0, x1, y1 = prompt.box
+            self._centres[prompt.obj_id] = ((x0 + x1) / 2, (y0 + y1) / 2)
+        elif positives:
+            self._centres[prompt.obj_id] = positives[-1]
+
+    def remove_object(self, obj_id: int) -> None:
+        self._centres.pop(obj_id, None)
+
+    def step(self, rgb: np.ndarray) -> FrameResult:
+        deadline = time.perf_counter() + self.seconds
+        height, width = rgb.shape[:2]
+        objects = {
+            obj_id: ObjectResult(obj_id, None, Disc(x, y, self.radius).mask(width, height), 5.0)
+            for obj_id, (x, y) in self._centres.items()
+        }
+        time.sleep(max(deadline - time.perf_counter(), 0.0))
+        self.frame_idx += 1
+        return FrameResult(self.frame_idx - 1, objects)
+
+
+@contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Run the model on ``count`` threads: on 2 cores, the capture, encoding and server
+    threads of a live session need the rest (OpenMP threads spin and starve them)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def redis_server(tmp: Path) -> Iterator[str]:
+    """A private redis-server on a free localhost port; yields its URL."""
+    binary = shutil.which("redis-server") or REDIS_SERVER
+    port = free_port()
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(tmp)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        _wait_for_port(port, process)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def _wait_for_port(port: int, process: subprocess.Popen, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"redis-server exited with {process.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"redis-server did not listen on port {port} within {timeout} s")
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.05):
+    """Poll ``predicate`` until it returns something truthy; that value, or None on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    return None

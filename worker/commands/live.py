@@ -1,0 +1,210 @@
+"""``streamseg live --source SRC``: segment a camera, stream or file live, in a web page.
+
+Local: ``streamseg live --source 0`` tracks here and serves the page on http://127.0.0.1:8765/.
+Remote: ``streamseg live --source 0 --redis redis://gpu-box:6379/0`` captures here and queues
+the session for a GPU box running ``rq worker streamseg-live --url redis://...`` (or
+``streamseg live --serve-remote SESSION --redis URL`` there); frames and results travel
+through Redis streams. Ctrl-C stops; ``--save DIR`` then writes tracks.json and overlay.mp4.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import uuid
+from pathlib import Path
+
+from worker.commands.common import add_model_flags, tracker_settings
+
+DEFAULT_PORT = 8765
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "live",
+        help="live segmentation of a camera, stream or file in a web page",
+        description=__doc__.splitlines()[0] if __doc__ else None,
+    )
+    parser.add_argument(
+        "--source",
+        help="camera index or device (0, /dev/video0), rtsp:// or http:// stream, a video file "
+        "(played in real time), or synthetic[:WxH[@FPS]]",
+    )
+    parser.add_argument("--loop", action="store_true", help="play a file source again and again")
+    parser.add_argument("--host", default="127.0.0.1", help="page address (default: localhost)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="page port (0: any free)")
+    parser.add_argument("--save", type=Path, metavar="DIR", help="write tracks.json+overlay.mp4")
+    parser.add_argument(
+        "--stall-timeout",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="give up when the source delivers no frame for S seconds",
+    )
+    parser.add_argument(
+        "--linger",
+        type=float,
+        default=2.0,
+        metavar="S",
+        help="keep the page up S seconds after the session ends",
+    )
+    remote = parser.add_argument_group("remote tracking through Redis streams")
+    remote.add_argument("--redis", metavar="URL", help="track on a queue worker via this Redis")
+    remote.add_argument("--session", help="session id (default: a new random one)")
+    remote.add_argument(
+        "--no-enqueue",
+        action="store_true",
+        help="do not queue the session (a --serve-remote process serves it)",
+    )
+    remote.add_argument(
+        "--serve-remote",
+        metavar="SESSION",
+        help="be the tracker side of SESSION (needs --redis; no page)",
+    )
+    remote.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="tracker side: stop after S seconds without frames",
+    )
+    add_model_flags(parser)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from jobs.errors import InputError
+
+    if args.serve_remote:
+        if not args.redis:
+            raise InputError("--serve-remote needs --redis URL")
+        return _serve_remote(args)
+    if not args.source:
+        raise InputError("--source is required (a camera index, device, URL or video file)")
+    from worker.live.capture import Capture
+    from worker.live.sources import open_source, parse_source
+
+    source = open_source(parse_source(args.source, loop=args.loop))  # fails fast, before a model
+    capture = Capture(source)
+    try:
+        session = _remote_session(args, capture) if args.redis else _local_session(args, capture)
+    except BaseException:
+        source.close()
+        raise
+    return _serve_page(args, session)
+
+
+def _local_session(args: argparse.Namespace, capture):
+    from worker.engines import load_engine
+    from worker.live.session import LiveSession
+    from worker.video_source import VideoInfo
+
+    engine = load_engine(tracker_settings(args))
+    info = capture.source.info
+    video = VideoInfo(info.width, info.height, info.fps, None, None, 0, info.name)
+    return LiveSession(
+        capture,
+        lambda: engine.make_tracker(video),
+        stall_timeout=args.stall_timeout,
+        recorder=_recorder(args, info, engine.meta),
+    )
+
+
+def _remote_session(args: argparse.Namespace, capture):
+    from worker.live import remote_wire
+    from worker.live.remote_capture import RemoteCaptureSession
+
+    client = remote_wire.connect(args.redis)
+    session_id = args.session or uuid.uuid4().hex[:12]
+    if not args.no_enqueue:
+        _enqueue(args, client, session_id)
+    else:
+        print(
+            f"streamseg live: serve it with: streamseg live --serve-remote {session_id} "
+            f"--redis {args.redis}",
+            file=sys.stderr,
+        )
+    meta = {"name": "remote", "session": session_id}
+    return RemoteCaptureSession(
+        capture,
+        client,
+        session_id,
+        stall_timeout=args.stall_timeout,
+        recorder=_recorder(args, capture.source.info, meta),
+    )
+
+
+def _enqueue(args: argparse.Namespace, client, session_id: str) -> None:
+    from rq import Queue
+
+    from jobs.redis_keys import LIVE_QUEUE
+    from worker.live.remote_worker import RemoteSessionSpec, run_remote_session_job
+
+    spec = RemoteSessionSpec(session_id, args.redis, tracker_settings(args), args.idle_timeout)
+    Queue(LIVE_QUEUE, connection=client).enqueue(
+        run_remote_session_job, spec, job_timeout=24 * 3600, result_ttl=3600, failure_ttl=86400
+    )
+    print(
+        f"streamseg live: session {session_id} queued on '{LIVE_QUEUE}' "
+        f"(a GPU box serves it with: rq worker {LIVE_QUEUE} --url {args.redis})",
+        file=sys.stderr,
+    )
+
+
+def _recorder(args: argparse.Namespace, info, model_meta: dict):
+    if args.save is None:
+        return None
+    from worker.live.recorder import Recorder
+
+    return Recorder(args.save, info.width, info.height, info.fps, model_meta)
+
+
+def _serve_page(args: argparse.Namespace, session) -> int:
+    from worker.live.server import LiveServer
+    from worker.live.session import Status
+    from worker.live.sources import SourceError
+
+    with LiveServer(session, args.host, args.port) as server:
+        print(f"streamseg live: open {server.url} (Ctrl-C to stop)", file=sys.stderr)
+        with session:
+            try:
+                while not session.wait(0.5):
+                    pass
+            except KeyboardInterrupt:
+                print("streamseg live: stopping", file=sys.stderr)
+        state = session.state()
+        session.display.close()
+        if state.status is not Status.STOPPED and args.linger > 0:
+            _linger(args.linger)  # the page's last polls see how the session ended
+    print(f"streamseg live: {state.status.value}: {state.message}", file=sys.stderr)
+    print(f"streamseg live: {state.stats.summary()}", file=sys.stderr)
+    for path in state.saved:
+        print(f"streamseg live: saved {path}", file=sys.stderr)
+    if state.status is Status.FAILED:
+        raise SourceError(state.message)
+    return 0
+
+
+def _linger(seconds: float) -> None:
+    import time
+
+    try:
+        time.sleep(seconds)
+    except KeyboardInterrupt:
+        pass
+
+
+def _serve_remote(args: argparse.Namespace) -> int:
+    from worker.live.remote_worker import RemoteSessionSpec, run_remote_session_job
+
+    spec = RemoteSessionSpec(
+        args.serve_remote, args.redis, tracker_settings(args), args.idle_timeout
+    )
+    print(f"streamseg live: serving session {spec.session_id}", file=sys.stderr)
+    summary = run_remote_session_job(spec)
+    print(
+        f"streamseg live: {summary.frames} frames tracked, {summary.skipped} skipped; "
+        f"{summary.reason}",
+        file=sys.stderr,
+    )
+    return 0

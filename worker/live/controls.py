@@ -1,0 +1,199 @@
+"""What the page asks for (clicks, boxes, new/remove object, reset) and how it reaches a tracker.
+
+:class:`Controls` faces the page: it checks coordinates, gives new objects their ids and hands
+each :data:`Command` to a sink (the local :class:`PromptBook`, or a Redis stream for a remote
+tracker). :class:`PromptBook` faces the tracker: it queues commands from any thread and
+applies them to the tracker right before its next frame, so a prompt always lands on a frame
+the tracker has not processed yet.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+from jobs.errors import InputError
+from jobs.prompts import Box, Point, Prompt, validate_prompts
+
+if TYPE_CHECKING:
+    from worker.tracker import FrameResult
+
+
+@dataclass(frozen=True)
+class PromptCommand:
+    """Points (label 1 positive, 0 negative) and/or a box for one object."""
+
+    obj_id: int
+    points: tuple[Point, ...] = ()
+    labels: tuple[int, ...] = ()
+    box: Box | None = None
+
+
+@dataclass(frozen=True)
+class RemoveCommand:
+    obj_id: int
+
+
+@dataclass(frozen=True)
+class ResetCommand:
+    """Forget every object."""
+
+
+Command = PromptCommand | RemoveCommand | ResetCommand
+
+
+def command_to_json(command: Command) -> dict:
+    if isinstance(command, PromptCommand):
+        points = [list(p) for p in command.points]
+        box = list(command.box) if command.box else None
+        return {
+            "type": "prompt",
+            "obj": command.obj_id,
+            "points": points,
+            "labels": list(command.labels),
+            "box": box,
+        }
+    if isinstance(command, RemoveCommand):
+        return {"type": "remove", "obj": command.obj_id}
+    return {"type": "reset"}
+
+
+def command_from_json(data: dict) -> Command:
+    kind = data.get("type")
+    if kind == "prompt":
+        box = tuple(float(v) for v in data["box"]) if data.get("box") else None
+        return PromptCommand(
+            int(data["obj"]),
+            tuple((float(x), float(y)) for x, y in data.get("points", ())),
+            tuple(int(label) for label in data.get("labels", ())),
+            box,
+        )
+    if kind == "remove":
+        return RemoveCommand(int(data["obj"]))
+    if kind == "reset":
+        return ResetCommand()
+    raise InputError(f"unknown live command {kind!r}")
+
+
+class Controls:
+    """The page's actions, checked against the frame size, forwarded to ``sink``."""
+
+    def __init__(self, width: int, height: int, sink: Callable[[Command], None]) -> None:
+        self.width, self.height = width, height
+        self._sink = sink
+        self._lock = threading.Lock()
+        self._next_id = 1
+        self._objects: set[int] = set()
+
+    @property
+    def objects(self) -> list[int]:
+        """Objects that have been given a prompt and not removed since."""
+        with self._lock:
+            return sorted(self._objects)
+
+    def new_object(self) -> int:
+        with self._lock:
+            obj_id, self._next_id = self._next_id, self._next_id + 1
+            return obj_id
+
+    def click(self, obj_id: int | None, x: float, y: float, positive: bool = True) -> int:
+        point = (float(x), float(y))
+        return self._prompt(PromptCommand(0, (point,), (1 if positive else 0,)), obj_id)
+
+    def box(self, obj_id: int | None, box: Box) -> int:
+        x0, y0, x1, y1 = (float(v) for v in box)
+        box = (min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
+        return self._prompt(PromptCommand(0, box=box), obj_id)
+
+    def _prompt(self, command: PromptCommand, obj_id: int | None) -> int:
+        if obj_id is None:
+            obj_id = self.new_object()
+        elif obj_id < 1:
+            raise InputError(f"object ids start at 1, got {obj_id}")
+        command = replace(command, obj_id=obj_id)
+        probe = Prompt(obj_id, 0, command.points, command.labels, command.box)
+        validate_prompts([probe], self.width, self.height)
+        with self._lock:
+            self._objects.add(obj_id)
+            self._next_id = max(self._next_id, obj_id + 1)
+        self._sink(command)
+        return obj_id
+
+    def remove(self, obj_id: int) -> None:
+        with self._lock:
+            if obj_id not in self._objects:
+                raise InputError(f"no object {obj_id} to remove")
+            self._objects.discard(obj_id)
+        self._sink(RemoveCommand(obj_id))
+
+    def reset(self) -> None:
+        with self._lock:
+            self._objects.clear()  # ids are not reused: a recording never mixes two objects
+        self._sink(ResetCommand())
+
+
+class LiveTracker(Protocol):
+    """What a live session needs of a tracker (``StreamingTracker``, ``LiteTracker``)."""
+
+    frame_idx: int
+
+    def add_prompt(self, prompt: Prompt) -> None: ...
+
+    def remove_object(self, obj_id: int) -> None: ...
+
+    def step(self, rgb: np.ndarray) -> FrameResult: ...
+
+
+class PromptBook:
+    """Commands queued from any thread, applied to the tracker between two frames."""
+
+    def __init__(self, make_tracker: Callable[[], LiveTracker]) -> None:
+        self._make_tracker = make_tracker
+        self._lock = threading.Lock()
+        self._queue: list[Command] = []
+        self.objects: set[int] = set()
+
+    def submit(self, command: Command) -> None:
+        with self._lock:
+            self._queue.append(command)
+
+    def apply(self, tracker: LiveTracker | None) -> LiveTracker | None:
+        """Apply queued commands; returns the tracker to use (new after a reset or a first
+        prompt, None while no object exists: no need to run a model on the frame)."""
+        with self._lock:
+            queue, self._queue = self._queue, []
+        pending: dict[int, PromptCommand] = {}
+        for command in queue:
+            if isinstance(command, ResetCommand):
+                pending.clear()
+                self.objects.clear()
+                tracker = None
+            elif isinstance(command, RemoveCommand):
+                pending.pop(command.obj_id, None)
+                self.objects.discard(command.obj_id)
+                if tracker is not None:
+                    tracker.remove_object(command.obj_id)
+            else:
+                pending[command.obj_id] = _merge(pending.get(command.obj_id), command)
+        if pending and tracker is None:
+            tracker = self._make_tracker()
+        for command in pending.values():
+            frame = tracker.frame_idx
+            tracker.add_prompt(
+                Prompt(command.obj_id, frame, command.points, command.labels, command.box)
+            )
+            self.objects.add(command.obj_id)
+        return tracker if self.objects else None
+
+
+def _merge(old: PromptCommand | None, new: PromptCommand) -> PromptCommand:
+    """Clicks given between two frames accumulate; a later box replaces an earlier one."""
+    if old is None:
+        return new
+    return PromptCommand(
+        new.obj_id, old.points + new.points, old.labels + new.labels, new.box or old.box
+    )

@@ -1,0 +1,108 @@
+"""Per-frame latency, processing time, throughput and drop counts of a live session.
+
+``latency``: capture to rendered overlay, per processed frame. ``display``: capture to the
+moment the page reported the frame shown (it asks for the next one), on the capture side's
+clock. Percentiles are over the last ``window`` frames; counts are for the whole session.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+FPS_WINDOW_S = 2.0
+
+
+@dataclass(frozen=True)
+class StatsSnapshot:
+    """Milliseconds; ``None`` where nothing was measured yet."""
+
+    captured: int
+    processed: int
+    dropped: int
+    fps: float
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    latency_max_ms: float | None
+    processing_p50_ms: float | None
+    display_p50_ms: float | None
+    display_p95_ms: float | None
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    def summary(self) -> str:
+        def ms(value: float | None) -> str:
+            return "-" if value is None else f"{value:.0f} ms"
+
+        return (
+            f"{self.processed} frames processed of {self.captured} captured, "
+            f"{self.dropped} dropped; {self.fps:.1f} fps; latency p50 {ms(self.latency_p50_ms)}, "
+            f"p95 {ms(self.latency_p95_ms)}; processing p50 {ms(self.processing_p50_ms)}"
+        )
+
+
+class LiveStats:
+    """Thread-safe recorder; the session records, the page and the command read snapshots."""
+
+    def __init__(self, window: int = 300) -> None:
+        self._lock = threading.Lock()
+        self._latency: deque[float] = deque(maxlen=window)
+        self._processing: deque[float] = deque(maxlen=window)
+        self._display: deque[float] = deque(maxlen=window)
+        self._rendered_at: deque[float] = deque(maxlen=window)
+        self.processed = 0
+
+    def record_frame(self, captured_at: float, rendered_at: float, processing_s: float) -> None:
+        """One processed frame: overlay ready at ``rendered_at``; ``processing_s`` of work."""
+        with self._lock:
+            self._latency.append(rendered_at - captured_at)
+            self._processing.append(processing_s)
+            self._rendered_at.append(rendered_at)
+            self.processed += 1
+
+    def record_display(self, latency_s: float) -> None:
+        with self._lock:
+            self._display.append(latency_s)
+
+    def latencies(self) -> list[float]:
+        """Capture-to-overlay latencies (seconds) of the last ``window`` frames, oldest first."""
+        with self._lock:
+            return list(self._latency)
+
+    def snapshot(self, captured: int, dropped: int) -> StatsSnapshot:
+        with self._lock:
+            latency = _percentiles(self._latency, (50, 95, 100))
+            processing = _percentiles(self._processing, (50,))
+            display = _percentiles(self._display, (50, 95))
+            return StatsSnapshot(
+                captured=captured,
+                processed=self.processed,
+                dropped=dropped,
+                fps=_fps(self._rendered_at),
+                latency_p50_ms=latency[0],
+                latency_p95_ms=latency[1],
+                latency_max_ms=latency[2],
+                processing_p50_ms=processing[0],
+                display_p50_ms=display[0],
+                display_p95_ms=display[1],
+            )
+
+
+def _percentiles(values: deque[float], qs: tuple[int, ...]) -> list[float | None]:
+    if not values:
+        return [None] * len(qs)
+    return [round(float(v) * 1000.0, 1) for v in np.percentile(np.fromiter(values, float), qs)]
+
+
+def _fps(times: deque[float]) -> float:
+    """Frames per second over the last ``FPS_WINDOW_S`` seconds of rendered frames."""
+    if len(times) < 2:
+        return 0.0
+    recent = [t for t in times if t >= times[-1] - FPS_WINDOW_S]
+    if len(recent) < 2 or recent[-1] <= recent[0]:
+        return 0.0
+    return round((len(recent) - 1) / (recent[-1] - recent[0]), 2)
