@@ -31,6 +31,7 @@ DEFAULT_IMAGE_FPS = 24.0
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 _FALLBACK_FPS = 30.0
 _URL_TIMEOUT_S = 30.0
+_DURATION_SLACK_S = 0.5  # tolerated gap between the last frame and the stated duration
 _EXIF_ORIENTATION = 0x0112
 
 
@@ -177,6 +178,7 @@ class _AvVideoSource(VideoSource):
             self._stream = _pick_video_stream(self._container, source)
             self._stream.thread_type = "AUTO"
             self._packets_read = self._produced = 0
+            self._last_time: float | None = None
             self._decoded = self._decode_frames()
             first = _first_frame(self._decoded, source)
         except BaseException:
@@ -230,8 +232,19 @@ class _AvVideoSource(VideoSource):
             for frame in frames:
                 yield frame
                 self._produced += 1
+                self._last_time = _frame_time(frame, self._last_time)
         if self._produced and self._packets_read < len(self._stream.index_entries):
             raise self._truncated(self._produced, "the file ends early")
+        if self._produced and self._ends_before_its_duration():
+            raise self._truncated(self._produced, "the file ends before its stated duration")
+
+    def _ends_before_its_duration(self) -> bool:
+        """Frames stop well before the duration the header states (truncated Matroska, ...)."""
+        end = _stated_end_seconds(self._container, self._stream)
+        if end is None or self._last_time is None:
+            return False
+        frame_s = 1.0 / _stream_fps(self._stream)
+        return end - (self._last_time + frame_s) > max(3 * frame_s, _DURATION_SLACK_S)
 
     def _demux(self) -> Iterator[av.Packet]:
         """The video stream's packets; a partial packet or a read error raises."""
@@ -257,6 +270,27 @@ class _AvVideoSource(VideoSource):
     def close(self) -> None:
         self._decoded.close()
         self._container.close()
+
+
+def _frame_time(frame: av.VideoFrame, previous: float | None) -> float | None:
+    if frame.pts is None or frame.time_base is None:
+        return previous
+    return max(previous or 0.0, float(frame.pts * frame.time_base))
+
+
+def _stated_end_seconds(
+    container: av.container.InputContainer, stream: av.VideoStream
+) -> float | None:
+    """When the header says the video stream ends, in seconds (None if it does not say).
+
+    The container's duration counts only when the video is its only stream (an audio track
+    may legitimately run longer than the video).
+    """
+    if stream.duration and stream.time_base:
+        return float(((stream.start_time or 0) + stream.duration) * stream.time_base)
+    if len(container.streams) == 1 and container.duration:
+        return (container.duration + (container.start_time or 0)) / av.time_base
+    return None
 
 
 def _open_container(source: str) -> av.container.InputContainer:
