@@ -104,6 +104,8 @@ class _Handler(BaseHTTPRequestHandler):
         if url.path in STATIC_FILES:
             name, content_type = STATIC_FILES[url.path]
             self._send(HTTPStatus.OK, (STATIC_DIR / name).read_bytes(), content_type)
+        elif url.path == "/favicon.ico":
+            self._send(HTTPStatus.NO_CONTENT, b"", "image/x-icon")
         elif url.path == "/frame":
             self._frame(parse_qs(url.query))
         elif url.path == "/api/state":
