@@ -35,6 +35,7 @@ DEFAULT_RESULT_TIMEOUT_S = 20.0
 DEFAULT_FIRST_RESULT_TIMEOUT_S = 120.0
 _KEEP_FRAMES = 256  # sent frames kept (as JPEG) to draw their results on
 _END_GRACE_S = 3.0
+_JOIN_S = 5.0
 _POLL_S = 0.1
 _BLOCK_MS = 200
 
@@ -70,7 +71,6 @@ class RemoteCaptureSession:
         self._seq = self._answered = self._skipped = 0
         self._status = Status.RUNNING
         self._message = f"waiting for a tracker (session {session_id})"
-        self._end: SourceEnd | None = None
         self._stop, self._done = threading.Event(), threading.Event()
         self._finish_lock = threading.Lock()
         self._threads = [
@@ -92,7 +92,7 @@ class RemoteCaptureSession:
                 end = SourceEnd(f"lost the connection to Redis: {error}", True)
             except Exception as error:  # report, never leave the page waiting
                 end = SourceEnd(f"remote session failed: {error!r}", True)
-            if end is not None or not self._stop.is_set():
+            if not self._stop.is_set():  # else whoever stopped it finishes the session
                 self._finish(end)
 
         return run
@@ -189,7 +189,9 @@ class RemoteCaptureSession:
             if self._done.is_set():
                 return
             self._stop.set()
-            self._end = end
+            for thread in self._threads:  # the receiver may be drawing or recording a result
+                if thread is not threading.current_thread() and thread.is_alive():
+                    thread.join(_JOIN_S)
             self.capture.close()
             self._end_remote()
             message = end.message if end is not None else "stopped"
