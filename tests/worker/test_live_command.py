@@ -1,0 +1,145 @@
+"""``streamseg live`` itself: a file played to its end in a real subprocess (page served, click
+taken, outcome printed, session saved), and an HTTP stream that stalls (the command says so and
+returns instead of hanging)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import av
+import pytest
+
+from jobs.tracks import read_tracks
+from tests.conftest import PROJECT_ROOT, TEST_IMAGE_SIZE, TEST_MODEL
+from tests.worker.live_support import free_port, torch_threads, write_synthetic_clip
+from worker.commands import live as live_command
+from worker.live.sources import SourceError, synthetic_frame
+
+
+def _model_flags(checkpoint: Path) -> list[str]:
+    return ["--model", TEST_MODEL, "--checkpoint", str(checkpoint),
+            "--image-size", str(TEST_IMAGE_SIZE), "--device", "cpu"]  # fmt: skip
+
+
+def _post(url: str, body: dict) -> dict:
+    request = urllib.request.Request(
+        url, json.dumps(body).encode(), {"Content-Type": "application/json"}, method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def test_live_command_plays_a_file_to_its_end_and_saves_it(
+    tmp_path: Path, sam2_checkpoint: Path
+) -> None:
+    clip = write_synthetic_clip(tmp_path / "clip.mp4", num_frames=30, fps=15)
+    port = free_port()
+    command = [sys.executable, "-m", "worker.cli", "live", "--source", str(clip),
+               "--port", str(port), "--save", str(tmp_path / "out"), "--linger", "0.5",
+               *_model_flags(sam2_checkpoint)]  # fmt: skip
+    process = subprocess.Popen(
+        command, cwd=PROJECT_ROOT, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    try:
+        first = process.stderr.readline()
+        assert first.strip() == f"streamseg live: open http://127.0.0.1:{port}/ (Ctrl-C to stop)"
+        assert _post(f"http://127.0.0.1:{port}/api/click", {"obj": None, "x": 80, "y": 120}) == {
+            "obj": 1
+        }
+        rest = process.communicate(timeout=90)[1]
+    finally:
+        process.kill()
+    assert process.returncode == 0, rest
+    assert f"streamseg live: ended: {clip} ended after 30 frames" in rest
+    assert "frames processed of 30 captured" in rest and "dropped" in rest
+    assert f"saved {tmp_path / 'out' / 'tracks.json'}" in rest
+    tracks = read_tracks(tmp_path / "out" / "tracks.json")
+    assert [t.id for t in tracks.objects] == [1]
+    assert tracks.objects[0].frames[0].mask()[120, 80]  # the click's frame: the mask is there
+    assert (tmp_path / "out" / "overlay.mp4").stat().st_size > 0
+
+
+@contextmanager
+def _stalling_stream(payload: bytes, sent: int) -> Iterator[str]:
+    """An HTTP server that sends the first ``sent`` bytes of ``payload`` and then goes quiet
+    (the connection stays open), like a camera stream whose sender froze."""
+    release = threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(200)
+            self.send_header("Content-Type", "video/mp2t")
+            self.end_headers()
+            self.wfile.write(payload[:sent])
+            self.wfile.flush()
+            release.wait(60)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/camera.ts"
+    finally:
+        release.set()
+        server.shutdown()
+        server.server_close()
+
+
+def _mpegts(path: Path, num_frames: int, fps: int) -> bytes:
+    with av.open(str(path), "w", format="mpegts") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+        stream.options = {"preset": "ultrafast", "tune": "zerolatency"}
+        for index in range(num_frames):
+            frame = av.VideoFrame.from_ndarray(synthetic_frame(index, 320, 240), "rgb24")
+            frame.pts = index
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return path.read_bytes()
+
+
+def test_live_command_reports_a_stalled_stream_and_returns(
+    tmp_path: Path, sam2_checkpoint: Path, loaded_model, capsys: pytest.CaptureFixture[str]
+) -> None:
+    payload = _mpegts(tmp_path / "camera.ts", num_frames=60, fps=15)
+    parser = argparse.ArgumentParser()
+    live_command.register(parser.add_subparsers())
+    with _stalling_stream(payload, len(payload) // 2) as url:
+        args = parser.parse_args(
+            [
+                "live",
+                "--source",
+                url,
+                "--port",
+                "0",
+                "--stall-timeout",
+                "1",
+                "--linger",
+                "0",
+                *_model_flags(sam2_checkpoint),
+            ]  # fmt: skip
+        )
+        started = time.monotonic()
+        with torch_threads(1), pytest.raises(SourceError) as error:
+            args.handler(args)
+        elapsed = time.monotonic() - started
+    assert str(error.value).startswith(f"{url} stalled: no frame for ")
+    assert elapsed < 30, f"took {elapsed:.0f} s to give up on a stalled stream"
+    err = capsys.readouterr().err
+    assert f"streamseg live: failed: {url} stalled: no frame for" in err
