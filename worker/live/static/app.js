@@ -52,6 +52,7 @@ async function drawFrame(blob, seq, frame) {
   if (view.width !== bitmap.width || view.height !== bitmap.height) {
     view.width = bitmap.width;
     view.height = bitmap.height;
+    view.style.maxWidth = `calc((100vh - 7em) * ${bitmap.width / bitmap.height})`;  // fit the window
   }
   context.drawImage(bitmap, 0, 0);
   bitmap.close();
