@@ -22,8 +22,16 @@ import pytest
 
 from jobs.tracks import read_tracks
 from tests.conftest import PROJECT_ROOT, TEST_IMAGE_SIZE, TEST_MODEL
-from tests.worker.live_support import free_port, torch_threads, write_synthetic_clip
+from tests.worker.live_support import (
+    SlowTracker,
+    free_port,
+    redis_server,
+    torch_threads,
+    write_synthetic_clip,
+)
 from worker.commands import live as live_command
+from worker.live import remote_wire as wire
+from worker.live.remote_worker import RemoteTrackerLoop
 from worker.live.sources import SourceError, synthetic_frame
 
 
@@ -143,3 +151,46 @@ def test_live_command_reports_a_stalled_stream_and_returns(
     assert elapsed < 30, f"took {elapsed:.0f} s to give up on a stalled stream"
     err = capsys.readouterr().err
     assert f"streamseg live: failed: {url} stalled: no frame for" in err
+
+
+def test_live_command_remote_capture_side_with_a_tracker_side_elsewhere(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clip = write_synthetic_clip(tmp_path / "camera.mp4", num_frames=30, fps=15)
+    port = free_port()
+    with redis_server(tmp_path) as redis_url:
+        parser = argparse.ArgumentParser()
+        live_command.register(parser.add_subparsers())
+        args = parser.parse_args(
+            [
+                "live",
+                "--source",
+                str(clip),
+                "--redis",
+                redis_url,
+                "--session",
+                "laptop",
+                "--no-enqueue",
+                "--port",
+                str(port),
+                "--linger",
+                "0",
+            ]  # fmt: skip
+        )
+        outcome: list[int] = []
+        capture_side = threading.Thread(target=lambda: outcome.append(args.handler(args)))
+        capture_side.start()
+        tracker = SlowTracker(0.05)
+        tracker_side = RemoteTrackerLoop(wire.connect(redis_url), "laptop", lambda w, h: tracker)
+        url = f"http://127.0.0.1:{port}/api/click"
+        clicked = threading.Timer(0.5, lambda: _post(url, {"obj": None, "x": 80, "y": 120}))
+        clicked.start()
+        summary = tracker_side.run()  # until the capture side ends the session
+        capture_side.join(30)
+        clicked.join()
+    assert outcome == [0]
+    assert summary.reason == "the capture side ended the session" and summary.frames > 5
+    assert [p.obj_id for p in tracker.prompts] == [1]
+    err = capsys.readouterr().err
+    assert "streamseg live --serve-remote laptop --redis" in err
+    assert f"streamseg live: ended: {clip} ended after 30 frames" in err

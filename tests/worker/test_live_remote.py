@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 from rq import Queue, SimpleWorker
 
-from configs.settings import TrackerSettings
 from jobs.redis_keys import LIVE_QUEUE, live_session_keys
 from jobs.tracks import read_tracks
 from tests.conftest import TEST_IMAGE_SIZE, TEST_MODEL
@@ -26,6 +25,7 @@ from worker.live.capture import Capture
 from worker.live.recorder import Recorder
 from worker.live.remote_capture import RemoteCaptureSession
 from worker.live.remote_worker import (
+    RemoteModel,
     RemoteSessionSpec,
     RemoteSummary,
     RemoteTrackerLoop,
@@ -78,11 +78,9 @@ def test_remote_session_on_a_queue_worker_returns_masks(
     capture = Capture(VideoFileSource(str(clip), realtime=True))
     recorder = Recorder(tmp_path / "saved", 320, 240, 10.0, {"name": "remote"})
     session = RemoteCaptureSession(capture, client, session_id, recorder=recorder)
-    settings = TrackerSettings(
-        model=TEST_MODEL, checkpoint=sam2_checkpoint, image_size=TEST_IMAGE_SIZE, device="cpu"
-    )
+    model = RemoteModel(TEST_MODEL, str(sam2_checkpoint), TEST_IMAGE_SIZE, "cpu")
     queue = Queue(LIVE_QUEUE, connection=client)
-    job = queue.enqueue(run_remote_session_job, RemoteSessionSpec(session_id, redis_url, settings))
+    job = queue.enqueue(run_remote_session_job, RemoteSessionSpec(session_id, redis_url, model))
     with torch_threads(1), session, _StreamWatcher(client, session_id) as watcher:
         assert session.controls.click(None, 80, 120) == 1  # on the disc of frame 0
         started = time.monotonic()

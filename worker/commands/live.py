@@ -140,7 +140,7 @@ def _enqueue(args: argparse.Namespace, client, session_id: str) -> None:
     from jobs.redis_keys import LIVE_QUEUE
     from worker.live.remote_worker import RemoteSessionSpec, run_remote_session_job
 
-    spec = RemoteSessionSpec(session_id, args.redis, tracker_settings(args), args.idle_timeout)
+    spec = RemoteSessionSpec(session_id, args.redis, _remote_model(args), args.idle_timeout)
     Queue(LIVE_QUEUE, connection=client).enqueue(
         run_remote_session_job, spec, job_timeout=24 * 3600, result_ttl=3600, failure_ttl=86400
     )
@@ -149,6 +149,14 @@ def _enqueue(args: argparse.Namespace, client, session_id: str) -> None:
         f"(a GPU box serves it with: rq worker {LIVE_QUEUE} --url {args.redis})",
         file=sys.stderr,
     )
+
+
+def _remote_model(args: argparse.Namespace):
+    """Model flags as given: the tracker's machine resolves them (cache, devices, auto)."""
+    from worker.live.remote_worker import RemoteModel
+
+    checkpoint = str(args.checkpoint) if args.checkpoint else None
+    return RemoteModel(args.model, checkpoint, args.image_size, args.device, args.offload_memory)
 
 
 def _recorder(args: argparse.Namespace, info, model_meta: dict):
@@ -197,9 +205,7 @@ def _linger(seconds: float) -> None:
 def _serve_remote(args: argparse.Namespace) -> int:
     from worker.live.remote_worker import RemoteSessionSpec, run_remote_session_job
 
-    spec = RemoteSessionSpec(
-        args.serve_remote, args.redis, tracker_settings(args), args.idle_timeout
-    )
+    spec = RemoteSessionSpec(args.serve_remote, args.redis, _remote_model(args), args.idle_timeout)
     print(f"streamseg live: serving session {spec.session_id}", file=sys.stderr)
     summary = run_remote_session_job(spec)
     print(

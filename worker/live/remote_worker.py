@@ -15,11 +15,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import redis
 
-from configs.settings import TrackerSettings
+from configs.settings import TrackerSettings, load_settings
 from jobs.errors import StreamsegError
 from jobs.redis_keys import live_session_keys
 from worker.live import remote_wire as wire
@@ -33,12 +34,36 @@ _BLOCK_MS = 200
 
 
 @dataclass(frozen=True)
+class RemoteModel:
+    """The model flags of the capture side's command, resolved on the tracker's machine (its
+    own cache folder and devices; ``checkpoint`` is a path there)."""
+
+    model: str = "auto"
+    checkpoint: str | None = None
+    image_size: int | None = None
+    device: str | None = None
+    offload_memory: bool = False
+
+    def settings(self) -> TrackerSettings:
+        base = load_settings().tracker
+        checkpoint = Path(self.checkpoint) if self.checkpoint else None
+        return replace(
+            base,
+            model=self.model,
+            checkpoint=checkpoint,
+            image_size=self.image_size,
+            device=self.device,
+            offload_memory_to_cpu=self.offload_memory or base.offload_memory_to_cpu,
+        )
+
+
+@dataclass(frozen=True)
 class RemoteSessionSpec:
     """What a queue worker needs to serve session ``session_id``."""
 
     session_id: str
     redis_url: str
-    tracker: TrackerSettings
+    model: RemoteModel = RemoteModel()
     idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S
 
 
@@ -144,7 +169,7 @@ def run_remote_session_job(spec: RemoteSessionSpec) -> RemoteSummary:
     from worker.video_source import VideoInfo
 
     client = wire.connect(spec.redis_url)
-    engine = load_engine(spec.tracker, show_progress=False)
+    engine = load_engine(spec.model.settings(), show_progress=False)
 
     def make_tracker(width: int, height: int) -> LiveTracker:
         info = VideoInfo(width, height, 30.0, None, None, 0, f"live session {spec.session_id}")
