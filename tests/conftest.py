@@ -88,3 +88,15 @@ def frames_folder(tmp: Path, sequence_dir: Path, start: int, count: int) -> Path
     for i, frame in enumerate(frames):
         (tmp / f"{i:05d}.jpg").symlink_to(frame)
     return tmp
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``@pytest.mark.gpu`` tests skip cleanly where CUDA is absent."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
