@@ -112,7 +112,7 @@ class Capture:
             self.source.close()
             self.slot.close()
 
-    def close(self, timeout: float = 2.0) -> None:
+    def close(self, timeout: float = 0.5) -> None:
         """Stop reading; waits up to ``timeout`` s (a read blocked in a driver is left)."""
         self._stop.set()
         self.slot.close()
