@@ -1,0 +1,582 @@
+"""``streamseg annotate``: batches from masks, prompt files and --auto; failures, resume.
+
+Model runs are few and short (3-frame DAVIS clips, the random-weight test model at 256); the
+interrupt-and-restart mechanics run through the command on a stub engine that echoes the prompt.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+import av
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from pycocotools import mask as mask_utils
+
+from jobs.errors import InputError, StreamsegError
+from jobs.mask_io import read_mask_png
+from jobs.prompts import Prompt
+from jobs.tracks import read_tracks
+from tests.conftest import TEST_IMAGE_SIZE, TEST_MODEL, frames_folder
+from worker.batch.exports import ExportKind, parse_exports
+from worker.batch.inputs import discover_inputs
+from worker.batch.manifest import MANIFEST_FILE, OutputRequest, complete_manifest
+from worker.batch.runner import Status, VideoResult
+from worker.batch.summary import exit_code, format_summary
+from worker.cli import main
+from worker.engines import Engine
+from worker.pipeline import SegmentRequest, segment_video
+from worker.tracker import FrameResult, ObjectResult
+from worker.video_source import VideoInfo, open_video
+
+CLIP = 3  # frames per DAVIS clip
+
+
+def model_args(checkpoint: Path) -> list[str]:
+    return [
+        "--model", TEST_MODEL, "--checkpoint", str(checkpoint),
+        "--image-size", str(TEST_IMAGE_SIZE), "--device", "cpu", "--quiet",
+    ]  # fmt: skip
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str, str]:
+    code = main([str(arg) for arg in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def row(out: str, name: str) -> list[str]:
+    """The summary row of video ``name`` split into its columns (detail last, whole)."""
+    for line in out.splitlines():
+        if line.split(" ", 1)[0] == name:
+            return line.split(None, 6)
+    raise AssertionError(f"no summary row for {name!r} in:\n{out}")
+
+
+def truncated_video(videos_dir: Path, folder: Path) -> Path:
+    """test-sample2.mp4 (index first) cut inside packet 4: frame 0 decodes, frame 1 fails."""
+    source = videos_dir / "test-sample2.mp4"
+    with av.open(str(source)) as container:
+        packets = [(p.pos, p.size) for p in itertools.islice(container.demux(video=0), 5)]
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "cut.mp4"
+    path.write_bytes(source.read_bytes()[: packets[4][0] + packets[4][1] // 2])
+    return path
+
+
+def box_mask_png(path: Path, width: int, height: int) -> Path:
+    mask = np.zeros((height, width), dtype=np.uint8)
+    mask[height // 4 : height // 2, width // 4 : width // 2] = 255
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(mask).save(path)
+    return path
+
+
+# ----- the real model: first-frame masks, every export, bad inputs, rerun --------------------
+
+
+@pytest.fixture(scope="module")
+def mask_batch(tmp_path_factory, davis_root: Path, videos_dir: Path) -> Path:
+    """frames/{bear,boat,tennis} (3 DAVIS frames each), videos/cut.mp4, masks/ for all four.
+
+    bear: DAVIS layout ``masks/bear/00000.png``; boat: ``masks/boat.png``; tennis: a mask of
+    the wrong size; cut: a video that stops decoding at frame 1.
+    """
+    root = tmp_path_factory.mktemp("annotate")
+    for name in ("bear", "boat", "tennis"):
+        frames_folder(root / "frames" / name, davis_root / "JPEGImages" / name, 0, CLIP)
+    truncated_video(videos_dir, root / "videos")
+    annotations = davis_root / "Annotations"
+    (root / "masks" / "bear").mkdir(parents=True)
+    (root / "masks" / "bear" / "00000.png").symlink_to(annotations / "bear" / "00000.png")
+    (root / "masks" / "boat.png").symlink_to(annotations / "boat" / "00000.png")
+    box_mask_png(root / "masks" / "tennis.png", 100, 100)
+    box_mask_png(root / "masks" / "cut.png", 568, 320)
+    return root
+
+
+def test_mask_batch_summary_reports_each_video(
+    mask_batch: Path, davis_root: Path, sam2_checkpoint: Path, capsys
+) -> None:
+    out = mask_batch / "out"
+    code, stdout, _ = run_cli(
+        capsys, "annotate", mask_batch / "frames", mask_batch / "videos",
+        "--masks", mask_batch / "masks", "--out", out, "--export", "all",
+        *model_args(sam2_checkpoint),
+    )  # fmt: skip
+    assert code == 1  # some videos failed, the others finished
+    for name in ("bear", "boat"):
+        assert row(stdout, name)[1:4] == ["done", str(CLIP), "1"]
+        assert complete_manifest(out / name, _request()) is not None
+    tennis = row(stdout, "tennis")
+    assert tennis[1] == "failed"
+    assert "mask is 100x100, the video is 854x480" in tennis[-1]
+    cut = row(stdout, "cut")
+    assert cut[1] == "failed"
+    assert "truncated or corrupt video" in cut[-1] and "at frame 1 of 149" in cut[-1]
+    assert not (out / "cut" / MANIFEST_FILE).exists()
+    assert not (out / "cut" / "tracks.json").exists()
+    assert stdout.rstrip().endswith("4 videos: 2 done, 2 failed")
+
+    _check_exports(out / "bear", width=854, height=480)
+
+    # Rerun: the complete videos are skipped untouched, the bad ones fail again.
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "bear").rglob("*")}
+    code, stdout, _ = run_cli(
+        capsys, "annotate", mask_batch / "frames", mask_batch / "videos",
+        "--masks", mask_batch / "masks", "--out", out, "--export", "davis,mot",
+        *model_args(sam2_checkpoint),
+    )  # fmt: skip
+    assert code == 1
+    assert row(stdout, "bear")[1] == "skipped" and row(stdout, "boat")[1] == "skipped"
+    assert row(stdout, "cut")[1] == "failed" and row(stdout, "tennis")[1] == "failed"
+    assert stamps == {p: p.stat().st_mtime_ns for p in (out / "bear").rglob("*")}
+
+    # The annotations evaluate against the ground truth of those frames.
+    gt = mask_batch / "gt"
+    for name in ("bear", "boat"):
+        (gt / name).mkdir(parents=True)
+        for frame in range(CLIP):
+            png = davis_root / "Annotations" / name / f"{frame:05d}.png"
+            (gt / name / png.name).symlink_to(png)
+    code, stdout, _ = run_cli(capsys, "eval", out, gt)
+    assert code == 0
+    assert "bear" in stdout and "boat" in stdout
+
+
+def _request() -> OutputRequest:
+    exports = tuple(kind.value for kind in ExportKind)
+    return OutputRequest(exports, None, TEST_MODEL)
+
+
+def _check_exports(folder: Path, width: int, height: int) -> None:
+    """Every export of one video, read back by the readers of its format."""
+    tracks = read_tracks(folder / "tracks.json")
+    assert tracks.video.num_frames == CLIP and set(tracks.masks_at(0)) == {1}
+
+    pngs = sorted((folder / "davis").glob("*.png"))
+    assert [p.name for p in pngs] == [f"{i:05d}.png" for i in range(CLIP)]
+    assert Image.open(pngs[0]).mode == "P"
+    first = read_mask_png(pngs[0])
+    assert first.keys() <= {1} and first.get(1, np.zeros((height, width))).shape == (height, width)
+
+    ytvis = json.loads((folder / "ytvis.json").read_text())
+    assert ytvis["videos"][0]["length"] == CLIP
+    rles = [r for r in ytvis["annotations"][0]["segmentations"] if r is not None]
+    decoded = mask_utils.decode({"size": rles[0]["size"], "counts": rles[0]["counts"].encode()})
+    assert decoded.shape == (height, width)
+
+    cvat = ET.parse(folder / "annotations.xml").getroot()
+    assert cvat.findtext("version") == "1.1"
+    assert cvat.find("meta/task/size").text == str(CLIP)
+
+    for line in (folder / "mot.txt").read_text().splitlines():
+        fields = line.split(",")
+        assert len(fields) == 10 and 1 <= int(fields[0]) <= CLIP and int(fields[1]) == 1
+        assert 0.0 <= float(fields[6]) <= 1.0
+
+    with open_video(folder / "overlay.mp4") as overlay:
+        assert (overlay.info.width, overlay.info.height) == (width, height)
+        assert sum(1 for _ in overlay) == CLIP
+
+
+# ----- --auto on the real model ----------------------------------------------------------------
+
+
+def test_auto_keeps_the_best_generator_masks(
+    davis_root: Path, sam2_checkpoint: Path, tmp_path: Path, capsys
+) -> None:
+    frames_folder(tmp_path / "in" / "bear", davis_root / "JPEGImages" / "bear", 0, 2)
+    code, stdout, _ = run_cli(
+        capsys, "annotate", tmp_path / "in", "--auto", "2", "--out", tmp_path / "out",
+        "--auto-points-per-side", "2", "--auto-iou-thresh", "0", "--auto-stability-thresh", "0",
+        *model_args(sam2_checkpoint),
+    )  # fmt: skip
+    assert code == 0, stdout
+    done = row(stdout, "bear")
+    assert done[1:3] == ["done", "2"]
+    ids = [int(i) for i in done[3].split(",")]
+    assert ids and ids == list(range(1, len(ids) + 1)) and len(ids) <= 2
+    assert len(list((tmp_path / "out" / "bear" / "davis").glob("*.png"))) == 2
+
+
+def test_auto_with_lite_is_a_clear_error(tmp_path: Path, capsys) -> None:
+    (tmp_path / "in").mkdir()
+    code, _, err = run_cli(
+        capsys, "annotate", tmp_path / "in", "--auto", "3", "--out", tmp_path / "out",
+        "--model", "lite",
+    )  # fmt: skip
+    assert code == 2
+    assert err.strip().startswith("streamseg: error: --auto needs a SAM 2 model")
+    assert len(err.strip().splitlines()) == 1
+
+
+# ----- interrupt and restart, prompts files (stub engine) --------------------------------------
+
+
+class EchoTracker:
+    """Tracks nothing: every frame returns each object's prompt mask (a stub engine)."""
+
+    def __init__(self, info: VideoInfo) -> None:
+        self.frame_idx = 0
+        self.masks: dict[int, np.ndarray] = {}
+        self.shape = (info.height, info.width)
+
+    def add_prompt(self, prompt: Prompt) -> None:
+        mask = np.zeros(self.shape, dtype=bool)
+        if prompt.mask is not None:
+            mask = prompt.mask
+        else:
+            x, y = (int(v) for v in prompt.points[0])
+            mask[max(y - 20, 0) : y + 20, max(x - 20, 0) : x + 20] = True
+        self.masks[prompt.obj_id] = mask
+
+    def step(self, rgb: np.ndarray) -> FrameResult:
+        logits = torch.zeros(1)
+        objects = {i: ObjectResult(i, logits, m, 4.0) for i, m in self.masks.items()}
+        self.frame_idx += 1
+        return FrameResult(self.frame_idx - 1, objects)
+
+
+@pytest.fixture
+def stub_engine(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Replace the model by :class:`EchoTracker`; returns the sources it was started on."""
+    started: list[str] = []
+
+    def make_tracker(info: VideoInfo) -> EchoTracker:
+        started.append(Path(info.source).name)
+        return EchoTracker(info)
+
+    engine = Engine("stub", make_tracker, {"name": "stub"})
+    monkeypatch.setattr("worker.engines.load_engine", lambda settings, show_progress=True: engine)
+    return started
+
+
+@pytest.fixture
+def prompt_batch(davis_root: Path, tmp_path: Path) -> Path:
+    """in/{a,b,c} (4 DAVIS frames each) and prompts.yaml naming them plus a missing 'ghost'."""
+    for name, sequence in (("a", "bear"), ("b", "boat"), ("c", "soccerball")):
+        frames_folder(tmp_path / "in" / name, davis_root / "JPEGImages" / sequence, 0, 4)
+    point = [{"object": 1, "points": [[400, 240]]}]
+    document = {"a": point, "b": {"prompts": point}, "c": point, "ghost": point}
+    (tmp_path / "prompts.yaml").write_text(json.dumps(document))  # JSON is valid YAML
+    return tmp_path
+
+
+def _argv(batch: Path) -> list[object]:
+    return [
+        "annotate", batch / "in", "--prompts", batch / "prompts.yaml", "--out", batch / "out",
+        "--export", "davis,ytvis", "--quiet",
+    ]  # fmt: skip
+
+
+def test_interrupted_batch_resumes_with_the_rest(
+    prompt_batch: Path, stub_engine: list[str], monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    import worker.batch.runner as runner_module
+
+    real = runner_module.segment_video
+
+    def ctrl_c_in_b(request, make_tracker, meta, on_progress=None, should_stop=None):
+        if Path(request.source).name != "b":
+            return real(request, make_tracker, meta, on_progress, should_stop)
+        calls = itertools.count()
+
+        def interrupt_at_frame_2() -> bool:
+            if next(calls) == 2:
+                raise KeyboardInterrupt
+            return False
+
+        return real(request, make_tracker, meta, on_progress, interrupt_at_frame_2)
+
+    monkeypatch.setattr(runner_module, "segment_video", ctrl_c_in_b)
+    code, stdout, err = run_cli(capsys, *_argv(prompt_batch))
+    assert code == 130 and "rerun the same command" in err
+    assert [row(stdout, n)[1] for n in ("ghost", "a", "b", "c")] == [
+        "failed", "done", "interrupted", "pending",
+    ]  # fmt: skip
+    assert "names this video but no input has that name" in row(stdout, "ghost")[-1]
+    out = prompt_batch / "out"
+    assert (out / "a" / MANIFEST_FILE).is_file()
+    assert not (out / "b" / MANIFEST_FILE).exists() and not (out / "b" / "tracks.json").exists()
+    a_manifest = (out / "a" / MANIFEST_FILE).stat().st_mtime_ns
+
+    monkeypatch.setattr(runner_module, "segment_video", real)
+    stub_engine.clear()
+    code, stdout, _ = run_cli(capsys, *_argv(prompt_batch))
+    assert code == 1  # 'ghost' is still reported
+    assert stub_engine == ["b", "c"]  # only the unfinished videos ran
+    assert [row(stdout, n)[1] for n in ("a", "b", "c")] == ["skipped", "done", "done"]
+    assert (out / "a" / MANIFEST_FILE).stat().st_mtime_ns == a_manifest
+    for name in ("b", "c"):
+        assert len(list((out / name / "davis").glob("*.png"))) == 4
+        assert (out / name / "ytvis.json").is_file()
+
+
+def test_damaged_or_different_output_runs_again(
+    prompt_batch: Path, stub_engine: list[str], capsys
+) -> None:
+    run_cli(capsys, *_argv(prompt_batch))
+    out = prompt_batch / "out"
+    (out / "a" / "davis" / "00002.png").write_bytes(b"damaged")
+    (out / "b" / "ytvis.json").unlink()
+    stub_engine.clear()
+    run_cli(capsys, *_argv(prompt_batch))
+    assert stub_engine == ["a", "b"]
+    stub_engine.clear()
+    code, stdout, _ = run_cli(capsys, *_argv(prompt_batch), "--export", "mot")
+    assert stub_engine == ["a", "b", "c"]  # mot was not part of the earlier request
+    assert (out / "c" / "mot.txt").is_file()
+    stub_engine.clear()
+    run_cli(capsys, *_argv(prompt_batch), "--force")
+    assert stub_engine == ["a", "b", "c"]
+
+
+def test_bad_prompt_entry_fails_only_its_video(
+    prompt_batch: Path, stub_engine: list[str], capsys
+) -> None:
+    document = {"a": [{"object": 1, "points": [[400, 240]]}], "b": [{"object": 1}]}
+    (prompt_batch / "prompts.yaml").write_text(json.dumps(document))
+    code, stdout, _ = run_cli(capsys, *_argv(prompt_batch))
+    assert code == 1
+    assert row(stdout, "a")[1] == "done"
+    assert row(stdout, "b")[1] == "failed" and "a prompt needs points" in row(stdout, "b")[-1]
+    assert row(stdout, "c")[1] == "failed" and "has no prompts for 'c'" in row(stdout, "c")[-1]
+
+
+def test_unreadable_prompts_file_is_one_line(prompt_batch: Path, capsys) -> None:
+    (prompt_batch / "prompts.yaml").write_text("[1, 2")
+    code, _, err = run_cli(capsys, *_argv(prompt_batch))
+    assert code == 2 and err.startswith("streamseg: error: cannot parse prompts file")
+    (prompt_batch / "prompts.yaml").write_text("- 1\n- 2\n")
+    code, _, err = run_cli(capsys, *_argv(prompt_batch))
+    assert code == 2 and "must map video names to prompt lists" in err
+
+
+# ----- pieces ------------------------------------------------------------------------------------
+
+
+def test_discovery_of_files_folders_and_problems(tmp_path: Path) -> None:
+    (tmp_path / "videos").mkdir()
+    for name in ("x.mp4", "y.MOV", "notes.txt"):
+        (tmp_path / "videos" / name).write_bytes(b"")
+    seq = tmp_path / "davis" / "seq"
+    seq.mkdir(parents=True)
+    (seq / "00000.jpg").write_bytes(b"")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "x.mkv").write_bytes(b"")
+    found = discover_inputs(
+        [tmp_path / "videos", tmp_path / "davis", seq, tmp_path / "missing.mp4",
+         tmp_path / "empty", tmp_path / "other"]
+    )  # fmt: skip
+    assert [(v.name, v.source.name) for v in found.videos] == [
+        ("x", "x.mp4"), ("y", "y.MOV"), ("seq", "seq"),
+    ]  # fmt: skip
+    problems = {p.name: p.message for p in found.problems}
+    assert problems.keys() == {"seq", "missing", "empty", "x"}
+    assert "same name" in problems["seq"] and "no such file" in problems["missing"]
+
+
+def test_parse_exports() -> None:
+    assert parse_exports([]) == (ExportKind.TRACKS, ExportKind.DAVIS)
+    assert parse_exports(["mot", "cvat,ytvis"]) == (
+        ExportKind.TRACKS, ExportKind.YTVIS, ExportKind.CVAT, ExportKind.MOT,
+    )  # fmt: skip
+    assert parse_exports(["all"]) == tuple(ExportKind)
+    with pytest.raises(Exception, match="unknown export 'png'"):
+        parse_exports(["png"])
+
+
+def test_summary_table_and_exit_code() -> None:
+    results = [
+        VideoResult("bear", Status.DONE, 80, (1,), 4.0, "/out/bear"),
+        VideoResult("cut", Status.FAILED, detail="truncated"),
+        VideoResult("boat", Status.SKIPPED, 75, (1, 2), detail="complete"),
+    ]
+    table = format_summary(results)
+    lines = table.splitlines()
+    assert lines[0].split() == ["video", "status", "frames", "objects", "fps", "seconds", "detail"]
+    assert lines[2].split() == ["bear", "done", "80", "1", "20.0", "4.0", "/out/bear"]
+    assert lines[-1] == "3 videos: 1 done, 1 skipped, 1 failed"
+    assert exit_code(results) == 1
+    assert exit_code(results[::2]) == 0
+    assert exit_code([VideoResult("x", Status.INTERRUPTED)]) == 130
+
+
+# ----- --queue (an in-process queue double with the API of jobs.queue.JobQueue) ---------------
+
+
+@dataclass(frozen=True)
+class _Progress:
+    frame: int = 0
+    total: int | None = None
+
+
+@dataclass(frozen=True)
+class _Error:
+    message: str
+
+
+@dataclass(frozen=True)
+class _Meta:
+    progress: _Progress = _Progress()
+    error: _Error | None = None
+
+
+@dataclass(frozen=True)
+class _View:
+    id: str
+    state: str
+    spec: object
+    meta: _Meta
+
+    @property
+    def done(self) -> bool:
+        return self.state in ("finished", "failed", "stopped", "canceled")
+
+
+class InlineQueue:
+    """Runs each submitted spec at once on the stub engine, as a worker would: tracks.json
+    then the job's own manifest.json; ``get`` reports 'started' once before the end state."""
+
+    def __init__(self) -> None:
+        self.views: dict[str, _View] = {}
+        self.submitted: list[str] = []
+        self.polls: dict[str, int] = {}
+
+    def submit(self, spec, job_id: str | None = None) -> _View:
+        from jobs.spec import parse_spec
+
+        spec = parse_spec(spec.model_dump(mode="json"))  # as it travels through Redis
+        job_id = job_id or f"job-{len(self.views)}"
+        self.submitted.append(Path(spec.source).name)
+        self.views[job_id] = self._run(job_id, spec)
+        return _View(job_id, "queued", spec, _Meta())
+
+    def get(self, job_id: str) -> _View:
+        if job_id not in self.views:
+            raise InputError(f"no such job: {job_id}")
+        self.polls[job_id] = self.polls.get(job_id, 0) + 1
+        view = self.views[job_id]
+        if self.polls[job_id] == 1:
+            return _View(job_id, "started", view.spec, _Meta(_Progress(1, 4)))
+        return view
+
+    def result(self, job_id: str, check: bool = True):
+        from jobs.storage import open_location, read_manifest
+
+        location = open_location(self.views[job_id].spec.output)
+        return SimpleNamespace(manifest=read_manifest(location))
+
+    def _run(self, job_id: str, spec) -> _View:
+        from jobs.spec import data_url_bytes
+        from jobs.storage import Manifest, ManifestFile, sha256_file
+
+        masks = [data_url_bytes(p.mask) for p in spec.prompts]
+        prompts = [
+            Prompt(p.object, p.frame, mask=np.asarray(Image.open(io.BytesIO(m))) > 0)
+            for p, m in zip(spec.prompts, masks, strict=True)
+        ]
+        request = SegmentRequest(spec.source, Path(spec.output), prompts, write_overlay=False)
+        try:
+            summary = segment_video(request, EchoTracker, {"name": "stub"})
+        except StreamsegError as error:
+            return _View(job_id, "failed", spec, _Meta(error=_Error(str(error))))
+        files = [
+            ManifestFile(name=p.name, size=p.stat().st_size, sha256=sha256_file(p))
+            for p in summary.outputs
+        ]
+        manifest = Manifest(
+            job_id=job_id, spec_digest=spec.digest(), created_at="now",
+            num_frames=summary.num_frames, object_ids=summary.object_ids, files=files,
+        )  # fmt: skip
+        (Path(spec.output) / "manifest.json").write_text(manifest.model_dump_json())
+        return _View(job_id, "finished", spec, _Meta(_Progress(4, 4)))
+
+
+def test_queue_submits_one_job_per_video_and_exports_the_results(
+    davis_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    pytest.importorskip("jobs.queue")
+    for name in ("bear", "boat"):
+        frames_folder(tmp_path / "in" / name, davis_root / "JPEGImages" / name, 0, 4)
+    (tmp_path / "masks").mkdir()
+    for name in ("bear", "boat"):
+        png = davis_root / "Annotations" / name / "00000.png"
+        (tmp_path / "masks" / f"{name}.png").symlink_to(png)
+    box_mask_png(tmp_path / "masks" / "bad.png", 10, 10)
+    frames_folder(tmp_path / "in" / "bad", davis_root / "JPEGImages" / "tennis", 0, 4)
+    queue = InlineQueue()
+    monkeypatch.setattr("jobs.queue.JobQueue.connect", lambda *args, **kwargs: queue)
+    monkeypatch.setattr("worker.batch.queued.time.sleep", lambda seconds: None)
+    argv = [
+        "annotate", tmp_path / "in", "--masks", tmp_path / "masks", "--out", tmp_path / "out",
+        "--queue", "--export", "davis,mot", "--quiet",
+    ]  # fmt: skip
+    code, stdout, _ = run_cli(capsys, *argv)
+    assert code == 1
+    assert queue.submitted == ["bad", "bear", "boat"]
+    assert row(stdout, "bad")[1] == "failed" and "mask is 10x10" in row(stdout, "bad")[-1]
+    for name in ("bear", "boat"):
+        assert row(stdout, name)[1:4] == ["done", "4", "1"]
+        folder = tmp_path / "out" / name
+        assert len(list((folder / "davis").glob("*.png"))) == 4
+        assert (folder / "mot.txt").read_text().count("\n") == 4
+        assert complete_manifest(folder, OutputRequest(("tracks", "davis", "mot"), None, None))
+        assert not (folder / "job.json").exists()
+
+    queue.submitted.clear()
+    code, stdout, _ = run_cli(capsys, *argv)
+    assert queue.submitted == ["bad"]  # the finished videos are skipped
+    assert row(stdout, "bear")[1] == "skipped"
+
+
+def test_queue_follows_a_recorded_job_instead_of_submitting_again(
+    davis_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    pytest.importorskip("jobs.queue")
+    frames_folder(tmp_path / "in" / "bear", davis_root / "JPEGImages" / "bear", 0, 4)
+    (tmp_path / "masks").mkdir()
+    (tmp_path / "masks" / "bear.png").symlink_to(davis_root / "Annotations/bear/00000.png")
+    queue = InlineQueue()
+    monkeypatch.setattr("jobs.queue.JobQueue.connect", lambda *args, **kwargs: queue)
+    monkeypatch.setattr("worker.batch.queued.time.sleep", lambda seconds: None)
+    argv = [
+        "annotate", tmp_path / "in", "--masks", tmp_path / "masks", "--out", tmp_path / "out",
+        "--queue", "--quiet",
+    ]  # fmt: skip
+
+    def interrupt(self, item, view):  # Ctrl-C while the job runs
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("worker.batch.queued.QueuedBatch.finish", interrupt)
+    code, stdout, _ = run_cli(capsys, *argv)
+    assert code == 130 and row(stdout, "bear")[1] == "pending"
+    assert "job-0 left on the queue" in row(stdout, "bear")[-1]
+    assert json.loads((tmp_path / "out" / "bear" / "job.json").read_text()) == {"job_id": "job-0"}
+
+    monkeypatch.undo()
+    monkeypatch.setattr("jobs.queue.JobQueue.connect", lambda *args, **kwargs: queue)
+    monkeypatch.setattr("worker.batch.queued.time.sleep", lambda seconds: None)
+    code, stdout, _ = run_cli(capsys, *argv)
+    assert code == 0 and queue.submitted == ["bear"]  # the recorded job was collected
+    assert row(stdout, "bear")[1:3] == ["done", "4"] and "job-0" in row(stdout, "bear")[-1]
+
+
+def test_queue_refuses_auto_and_device(tmp_path: Path, capsys) -> None:
+    pytest.importorskip("jobs.queue")
+    (tmp_path / "in").mkdir()
+    base = ["annotate", tmp_path / "in", "--out", tmp_path / "out", "--queue"]
+    code, _, err = run_cli(capsys, *base, "--auto", "2")
+    assert code == 2 and "run it without --queue" in err
+    code, _, err = run_cli(capsys, *base, "--masks", tmp_path, "--device", "cpu")
+    assert code == 2 and "--device is chosen by each worker" in err
