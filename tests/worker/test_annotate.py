@@ -580,3 +580,29 @@ def test_queue_refuses_auto_and_device(tmp_path: Path, capsys) -> None:
     assert code == 2 and "run it without --queue" in err
     code, _, err = run_cli(capsys, *base, "--masks", tmp_path, "--device", "cpu")
     assert code == 2 and "--device is chosen by each worker" in err
+
+
+def test_prompt_sources_read_yaml_and_indexed_masks(tmp_path: Path) -> None:
+    from jobs.mask_io import write_indexed_png
+    from worker.batch.inputs import VideoInput
+    from worker.batch.prompt_sources import FirstFrameMasks, PromptsFile
+
+    (tmp_path / "prompts.yml").write_text(
+        "clip.mp4:\n  - {object: 2, points: [[10, 20], [30, 40]], labels: [1, 0]}\n"
+        "  - {object: 5, frame: 3, box: [0, 0, 8, 8]}\n"
+    )
+    source = PromptsFile.load(tmp_path / "prompts.yml")
+    video = VideoInput("clip", tmp_path / "clip.mp4")
+    prompts = source.prompts_for(video)
+    assert [(p.obj_id, p.frame, p.kind) for p in prompts] == [(2, 0, "points"), (5, 3, "box")]
+    assert prompts[0].labels == (1, 0) and source.unknown_names([video]) == []
+
+    masks = {3: np.zeros((6, 8), bool), 7: np.zeros((6, 8), bool)}
+    masks[3][1:3, 1:3] = masks[7][4:, 5:] = True
+    (tmp_path / "masks" / "clip").mkdir(parents=True)
+    write_indexed_png(tmp_path / "masks" / "clip" / "00004.png", masks, (6, 8))
+    prompts = FirstFrameMasks(tmp_path / "masks").prompts_for(video)
+    assert [(p.obj_id, p.frame) for p in prompts] == [(3, 4), (7, 4)]
+    assert all(np.array_equal(p.mask, masks[p.obj_id]) for p in prompts)
+    with pytest.raises(InputError, match="no first-frame mask for 'other'"):
+        FirstFrameMasks(tmp_path / "masks").prompts_for(VideoInput("other", tmp_path))
