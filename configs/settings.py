@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from configs.models import DEFAULT_MODEL
+from jobs.redis_keys import DEFAULT_JOB_QUEUE
 
 
 def default_cache_dir() -> Path:
@@ -42,10 +43,76 @@ class OutputSettings:
     write_overlay: bool = True
 
 
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name) or default
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value else default
+
+
+def _env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    return float(value) if value else default
+
+
+def default_work_dir() -> Path:
+    """Scratch space of queue workers: ``$STREAMSEG_WORK_DIR`` or ``<cache>/work``."""
+    env = os.environ.get("STREAMSEG_WORK_DIR")
+    return Path(env) if env else default_cache_dir() / "work"
+
+
+@dataclass(frozen=True)
+class QueueSettings:
+    """Redis + RQ job queue: where it is, how often workers prove they are alive, retries.
+
+    Environment overrides: ``STREAMSEG_REDIS_URL``, ``STREAMSEG_QUEUE``,
+    ``STREAMSEG_CHECKPOINT_EVERY``, ``STREAMSEG_HEARTBEAT_S``, ``STREAMSEG_ABANDONED_AFTER_S``,
+    ``STREAMSEG_MAINTENANCE_S``, ``STREAMSEG_WORKER_TTL_S``, ``STREAMSEG_WORK_DIR``.
+
+    A worker that dies mid-job (SIGKILL, OOM, lost machine) stops heartbeating; its job is
+    declared abandoned ``abandoned_after_s`` after the last heartbeat and requeued by the next
+    maintenance pass of any live worker (every ``maintenance_interval_s``), so it comes back
+    within about ``abandoned_after_s + maintenance_interval_s`` (see ``worker.rq_worker``).
+    """
+
+    redis_url: str = field(
+        default_factory=lambda: _env("STREAMSEG_REDIS_URL", "redis://127.0.0.1:6379/0")
+    )
+    queue_name: str = field(default_factory=lambda: _env("STREAMSEG_QUEUE", DEFAULT_JOB_QUEUE))
+    checkpoint_every: int = field(  # frames between crash-resume checkpoints
+        default_factory=lambda: _env_int("STREAMSEG_CHECKPOINT_EVERY", 100)
+    )
+    heartbeat_interval_s: float = field(
+        default_factory=lambda: _env_float("STREAMSEG_HEARTBEAT_S", 5.0)
+    )
+    abandoned_after_s: int = field(
+        default_factory=lambda: _env_int("STREAMSEG_ABANDONED_AFTER_S", 30)
+    )
+    maintenance_interval_s: int = field(
+        default_factory=lambda: _env_int("STREAMSEG_MAINTENANCE_S", 15)
+    )
+    worker_ttl_s: int = field(  # an idle worker blocks on the queue worker_ttl_s - 15 s at most
+        default_factory=lambda: _env_int("STREAMSEG_WORKER_TTL_S", 30)
+    )
+    max_retries: int = 5  # crashes and transient failures, together, per job
+    retry_backoff_s: tuple[float, ...] = (2.0, 10.0, 30.0, 60.0)  # after transient failures
+    storage_attempts: int = 4  # tries of one storage operation (exponential backoff)
+    storage_backoff_s: float = 0.5
+    job_timeout_base_s: int = 900  # job timeout = base + per_frame * frames
+    job_timeout_per_frame_s: float = 2.0
+    job_timeout_unknown_s: int = 24 * 3600  # when the video's length is not known up front
+    result_ttl_s: int = 7 * 24 * 3600
+    progress_every_s: float = 0.5  # at most this often a job's progress meta is written
+    work_dir: Path = field(default_factory=default_work_dir)
+
+
 @dataclass(frozen=True)
 class Settings:
     tracker: TrackerSettings = field(default_factory=TrackerSettings)
     outputs: OutputSettings = field(default_factory=OutputSettings)
+    queue: QueueSettings = field(default_factory=QueueSettings)
 
 
 def load_settings() -> Settings:

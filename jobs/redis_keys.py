@@ -32,3 +32,15 @@ def live_control_key(session_id: str) -> str:
 def live_session_keys(session_id: str) -> tuple[str, str, str]:
     """(frames, results, control): every key one live session writes."""
     return live_frames_key(session_id), live_results_key(session_id), live_control_key(session_id)
+
+
+# ----- job queue (jobs.queue, worker.rq_worker, worker.job_runner) ----------------------------
+# Segmentation jobs live in RQ's own keys (``rq:queue:<name>``, ``rq:job:<id>``, registries), so
+# that ``rq info`` sees them; streamseg adds one flag per job that asks a running job to stop.
+DEFAULT_JOB_QUEUE = "streamseg"
+CANCEL_FLAG_TTL_S = 7 * 24 * 3600
+
+
+def job_cancel_key(job_id: str) -> str:
+    """Set (any value) to ask the worker running ``job_id`` to stop between frames."""
+    return f"{PREFIX}:queue:cancel:{job_id}"

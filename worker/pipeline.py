@@ -3,14 +3,20 @@
 Frames are decoded one at a time, prompts are handed to the tracker on their frame, and each
 result goes straight to the writers. Outputs appear only when the whole video succeeded: on any
 error (bad video, prompt past the end, cancellation) no tracks.json or overlay.mp4 is left.
+
+Crash-resume (queue jobs): ``before_frame`` sees the tracker before each frame is tracked (a
+checkpointer snapshots it there), and ``resume`` continues a run from such a snapshot and the
+interrupted run's tracks spool: earlier frames are decoded again only to re-draw the overlay
+from the spooled masks, so every output has each frame exactly once.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -20,7 +26,7 @@ import numpy as np
 from jobs.errors import InputError, StreamsegError
 from jobs.overlay import OverlayWriter
 from jobs.prompts import Prompt, validate_prompts
-from jobs.tracks import TracksWriter, VideoMeta
+from jobs.tracks import TracksWriter, VideoMeta, _read_spool, rle_to_mask, spool_path_for
 from worker.tracker import FrameResult
 from worker.video_source import Frame, VideoInfo, open_video
 
@@ -40,6 +46,10 @@ class Tracker(Protocol):
 
 class Cancelled(StreamsegError):
     """The run was asked to stop; nothing it wrote is marked complete."""
+
+
+class ResumeFailed(StreamsegError):
+    """A saved state cannot be continued (other video, no spool, tracker without snapshots)."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +84,27 @@ class SegmentSummary:
 
 
 TrackerFactory = Callable[[VideoInfo], Tracker]
+FrameHook = Callable[[int, Tracker], None]
+
+
+@dataclass(frozen=True)
+class ResumeFrom:
+    """Continue a run that was interrupted before ``frame``.
+
+    ``tracker_state``: the tracker's ``snapshot()`` taken before ``frame`` was tracked. The
+    interrupted run's spool must be at ``out_dir/tracks.json.spool`` and hold every frame
+    before ``frame`` (records of later frames are dropped).
+    """
+
+    frame: int
+    tracker_state: bytes
+
+
+@dataclass(frozen=True)
+class _Hooks:
+    on_progress: Callable[[Progress], None] | None
+    should_stop: Callable[[], bool] | None
+    before_frame: FrameHook | None
 
 
 def segment_video(
@@ -82,71 +113,138 @@ def segment_video(
     model_meta: dict,
     on_progress: Callable[[Progress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    *,
+    resume: ResumeFrom | None = None,
+    before_frame: FrameHook | None = None,
 ) -> SegmentSummary:
-    """Run ``request`` to completion; raises ``StreamsegError`` subclasses on bad input."""
+    """Run ``request`` to completion; raises ``StreamsegError`` subclasses on bad input.
+
+    ``before_frame(index, tracker)`` runs before each tracked frame (before its prompts are
+    added); ``resume`` continues an interrupted run (see :class:`ResumeFrom`).
+    """
     out_dir = Path(request.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in (TRACKS_FILE, OVERLAY_FILE):  # an old result must not pass for this one
         (out_dir / name).unlink(missing_ok=True)
     if not request.prompts:
         raise InputError("no prompts given: add --point, --box, --mask or --prompts")
+    if resume is not None and not request.write_tracks:
+        raise ValueError("resuming needs the tracks spool: write_tracks must be set")
+    hooks = _Hooks(on_progress, should_stop, before_frame)
     with open_video(request.source) as video:
         info = video.info
         validate_prompts(request.prompts, info.width, info.height)
-        tracker = make_tracker(info)
+        tracker = _start_tracker(make_tracker, info, resume)
         meta = VideoMeta(info.width, info.height, info.fps, info.num_frames)
         with ExitStack() as stack:
-            writers = _open_writers(stack, request, out_dir, info, meta, model_meta)
+            writers = _open_writers(stack, request, out_dir, info, meta, model_meta, resume)
+            start = resume.frame if resume is not None else 0
             count, seconds = _run_frames(
-                video,
-                tracker,
-                request.prompts,
-                writers,
-                on_progress,
-                should_stop,
-                request.max_frames,
+                video, tracker, request.prompts, writers, hooks, request.max_frames, start
             )
             object_ids = writers.finish(count)
     return SegmentSummary(count, object_ids, seconds, writers.paths)
 
 
-def _run_frames(
-    video, tracker, prompts, writers, on_progress, should_stop, max_frames
-) -> tuple[int, float]:
+def _start_tracker(make_tracker: TrackerFactory, info: VideoInfo, resume: ResumeFrom | None):
+    tracker = make_tracker(info)
+    if resume is None:
+        return tracker
+    if not hasattr(tracker, "restore"):
+        raise ResumeFailed(f"{type(tracker).__name__} cannot restore a snapshot")
+    tracker.restore(resume.tracker_state)
+    if tracker.frame_idx != resume.frame:
+        raise ResumeFailed(f"snapshot is of frame {tracker.frame_idx}, not {resume.frame}")
+    return tracker
+
+
+class _Clock:
+    """Progress reports: frames done (replayed or tracked) and the tracking rate."""
+
+    def __init__(self, total: int | None, start: int, report) -> None:
+        self.total, self.start, self.report = total, start, report
+        self.began: float | None = None
+        self.began_tracking = time.perf_counter()
+
+    def tick(self, count: int) -> None:
+        now = time.perf_counter()
+        if self.began is None:
+            self.began = now
+        if count <= self.start:  # replaying: the rate of the tracking to come is unknown
+            self.began_tracking = now
+        if self.report is not None:
+            elapsed = now - self.began_tracking
+            tracked = count - self.start
+            fps = tracked / elapsed if tracked > 0 and elapsed > 0 else 0.0
+            self.report(Progress(count, self.total, fps))
+
+    def seconds(self) -> float:
+        return 0.0 if self.began is None else time.perf_counter() - self.began
+
+
+def _run_frames(video, tracker, prompts, writers, hooks, max_frames, start) -> tuple[int, float]:
     by_frame: dict[int, list[Prompt]] = defaultdict(list)
     for prompt in prompts:
-        by_frame[prompt.frame].append(prompt)
+        if prompt.frame >= start:  # earlier prompts are in the restored tracker already
+            by_frame[prompt.frame].append(prompt)
     total = video.info.num_frames
     if max_frames is not None:
         total = min(total, max_frames) if total is not None else max_frames
-    start = time.perf_counter()
-    count = 0
+    clock, count = _Clock(total, start, hooks.on_progress), 0
     for frame in video:
         if max_frames is not None and frame.index >= max_frames:
             break
-        if should_stop is not None and should_stop():
+        if hooks.should_stop is not None and hooks.should_stop():
             raise Cancelled(f"cancelled at frame {frame.index}")
-        for prompt in by_frame.pop(frame.index, []):
-            tracker.add_prompt(prompt)
-        writers.write(frame, tracker.step(frame.rgb))
+        if frame.index < start:
+            writers.replay(frame)
+        else:
+            if hooks.before_frame is not None:
+                hooks.before_frame(frame.index, tracker)
+            for prompt in by_frame.pop(frame.index, []):
+                tracker.add_prompt(prompt)
+            writers.write(frame, tracker.step(frame.rgb))
         count += 1
-        if on_progress is not None:
-            elapsed = time.perf_counter() - start
-            on_progress(Progress(count, total, count / elapsed if elapsed > 0 else 0.0))
+        clock.tick(count)
+    if count < start:
+        raise ResumeFailed(f"the video has {count} frames, fewer than the saved {start}")
     if by_frame:
         first = min(by_frame)
         raise InputError(f"a prompt is on frame {first} but the video has only {count} frames")
-    return count, time.perf_counter() - start
+    return count, clock.seconds()
 
 
 class _Writers:
     """tracks.json and overlay.mp4 writers fed together, finalised together."""
 
-    def __init__(self, tracks: TracksWriter | None, overlay: OverlayWriter | None) -> None:
+    def __init__(
+        self,
+        tracks: TracksWriter | None,
+        overlay: OverlayWriter | None,
+        replay: Iterator[tuple[int, dict]] | None = None,
+    ) -> None:
         self.tracks = tracks
         self.overlay = overlay
         self.paths: list[Path] = []
         self.seen_objects: set[int] = set()
+        self._replay = replay
+        self._pending: tuple[int, dict] | None = None
+
+    def replay(self, frame: Frame) -> None:
+        """An already-tracked frame: draw its spooled masks into the overlay again."""
+        entries = self._spooled(frame.index)
+        self.seen_objects.update(entries)
+        if self.overlay is not None:
+            masks = {o: rle_to_mask(e["rle"]) for o, e in entries.items() if e["visible"]}
+            self.overlay.write(frame, masks)
+
+    def _spooled(self, index: int) -> dict:
+        if self._pending is None and self._replay is not None:
+            self._pending = next(self._replay, None)
+        if self._pending is None or self._pending[0] != index:
+            return {}  # no object prompted yet on this frame
+        entries, self._pending = self._pending[1], None
+        return entries
 
     def write(self, frame: Frame, result: FrameResult) -> None:
         for obj_id, obj in result.objects.items():
@@ -166,11 +264,34 @@ class _Writers:
         return sorted(self.seen_objects)
 
 
-def _open_writers(stack: ExitStack, request, out_dir, info, meta, model_meta) -> _Writers:
+def _open_writers(
+    stack: ExitStack, request, out_dir, info, meta, model_meta, resume: ResumeFrom | None
+) -> _Writers:
     """The requested writers, registered on ``stack`` so that an error leaves no file."""
-    tracks = overlay = None
-    if request.write_tracks:
-        tracks = stack.enter_context(TracksWriter(out_dir / TRACKS_FILE, meta, model_meta))
+    tracks = overlay = replay = None
+    path = out_dir / TRACKS_FILE
+    if resume is not None:
+        try:
+            tracks = TracksWriter.resume(path, meta, model_meta, resume.frame)
+        except (FileNotFoundError, ValueError) as error:
+            raise ResumeFailed(f"cannot resume the tracks: {error}") from None
+        stack.enter_context(tracks)
+        replay = stack.enter_context(closing(_spooled_frames(spool_path_for(path), meta)))
+    elif request.write_tracks:
+        tracks = stack.enter_context(TracksWriter(path, meta, model_meta))
     if request.write_overlay:
         overlay = stack.enter_context(OverlayWriter(out_dir / OVERLAY_FILE, info))
-    return _Writers(tracks, overlay)
+    return _Writers(tracks, overlay, replay)
+
+
+def _spooled_frames(spool: Path, meta: VideoMeta) -> Iterator[tuple[int, dict]]:
+    """(frame, {object id: tracks.json entry}) for each frame in a spool, in order."""
+    frame, entries = None, {}
+    for line in _read_spool(spool, meta):  # the spool's own reader (jobs.tracks)
+        if line.frame != frame and entries:
+            yield frame, entries
+            entries = {}
+        frame = line.frame
+        entries[line.obj_id] = json.loads(line.entry)
+    if entries:
+        yield frame, entries

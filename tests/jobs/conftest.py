@@ -1,0 +1,232 @@
+"""Queue fixtures: a real redis-server of our own on a free port, real ``streamseg worker``s.
+
+No fakeredis and no mocks of RQ: every queue test talks to this server through redis-py and
+RQ exactly as production does. Workers are separate processes (``python -m worker.cli worker``)
+with fast heartbeat settings so a killed worker's job comes back in seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PROJECT_ROOT, TEST_IMAGE_SIZE, TEST_MODEL, frames_folder
+
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+# Settings of the test workers (see configs.settings.QueueSettings).
+FAST_WORKER_ENV = {
+    "STREAMSEG_HEARTBEAT_S": "0.5",
+    "STREAMSEG_ABANDONED_AFTER_S": "3",
+    "STREAMSEG_MAINTENANCE_S": "1",
+    "STREAMSEG_WORKER_TTL_S": "16",  # blocks on the queue for at most 1 s between maintenance
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A private redis-server (never port 6379), stopped at the end of the session."""
+    if not os.path.exists(REDIS_SERVER):
+        pytest.skip("redis-server is not installed")
+    port = _free_port()
+    folder = tmp_path_factory.mktemp("redis")
+    process = subprocess.Popen(
+        [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", str(folder)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"redis://127.0.0.1:{port}/0"
+    _wait_for_port(port, process)
+    yield url
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def _wait_for_port(port: int, process: subprocess.Popen, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"redis-server exited with {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("redis-server did not start")
+
+
+@pytest.fixture
+def redis_client(redis_url: str):
+    from jobs.queue import connect_redis
+
+    client = connect_redis(redis_url)
+    yield client
+    client.close()
+
+
+def unique_queue() -> str:
+    return f"test-{uuid.uuid4().hex[:8]}"
+
+
+# ----- worker processes --------------------------------------------------------------------
+
+
+@dataclass
+class WorkerProcess:
+    """One ``streamseg worker`` subprocess; its log is ``log_path``."""
+
+    name: str
+    process: subprocess.Popen
+    log_path: Path
+
+    def kill(self) -> None:
+        """SIGKILL: no clean-up at all, as an OOM kill or a lost machine."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()  # warm shutdown: finishes the current job
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@dataclass
+class WorkerFactory:
+    redis_url: str
+    queue: str
+    folder: Path
+    started: list[WorkerProcess] = field(default_factory=list)
+
+    def start(self, threads: int = 2, **env: str) -> WorkerProcess:
+        name = f"w-{uuid.uuid4().hex[:6]}"
+        log_path = self.folder / f"{name}.log"
+        environment = {
+            **os.environ,
+            **FAST_WORKER_ENV,
+            "STREAMSEG_WORK_DIR": str(self.folder / "work"),
+            "OMP_NUM_THREADS": str(threads),
+            "MKL_NUM_THREADS": str(threads),
+            **env,
+        }
+        command = [sys.executable, "-m", "worker.cli", "worker", "--redis", self.redis_url,
+                   "--queue", self.queue, "--name", name]  # fmt: skip
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen(
+                command, cwd=PROJECT_ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT
+            )
+        worker = WorkerProcess(name, process, log_path)
+        self.started.append(worker)
+        return worker
+
+    def wait_registered(self, count: int, timeout: float = 60.0) -> None:
+        """Until ``count`` workers listen on the queue (they import torch first: seconds)."""
+        from redis import Redis
+        from rq import Worker
+
+        with Redis.from_url(self.redis_url) as redis:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                names = {w.name for w in Worker.all(connection=redis)}
+                if sum(w.name in names for w in self.started) >= count:
+                    return
+                for worker in self.started:
+                    if worker.process.poll() is not None:
+                        raise RuntimeError(f"worker {worker.name} exited:\n{worker.log()}")
+                time.sleep(0.2)
+        raise TimeoutError("workers did not register:\n" + "\n".join(w.log() for w in self.started))
+
+    def stop_all(self) -> None:
+        for worker in self.started:
+            worker.stop()
+
+
+@pytest.fixture
+def workers(redis_url: str, tmp_path: Path) -> Iterator[WorkerFactory]:
+    factory = WorkerFactory(redis_url, unique_queue(), tmp_path)
+    yield factory
+    factory.stop_all()
+
+
+# ----- inputs and jobs ---------------------------------------------------------------------
+
+
+BEAR_FRAMES = 6  # CPU tracking at 256 px takes 0.5-2 s a frame (more on a busy machine)
+
+
+@pytest.fixture(scope="session")
+def bear_clip(davis_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``BEAR_FRAMES`` 854x480 DAVIS frames (symlinks)."""
+    folder = tmp_path_factory.mktemp("bear") / "bear"
+    return frames_folder(folder, davis_root / "JPEGImages" / "bear", 0, BEAR_FRAMES)
+
+
+BEAR_PROMPTS = ["--point", "1:420,260", "--box", "2:100,80,380,420@2"]
+
+
+def model_args(checkpoint: Path) -> list[str]:
+    return ["--model", TEST_MODEL, "--checkpoint", str(checkpoint),
+            "--image-size", str(TEST_IMAGE_SIZE)]  # fmt: skip
+
+
+ONE_FRAME_PROMPTS = [{"object": 1, "points": [[420.0, 260.0]], "labels": [1]}]
+
+
+def spec_dict(source: Path | str, output: Path | str, checkpoint: Path, **extra) -> dict:
+    """A job spec as JSON, the form it takes on the queue (``BEAR_PROMPTS`` unless given)."""
+    return {
+        "source": str(source),
+        "output": str(output),
+        "prompts": [
+            {"object": 1, "points": [[420.0, 260.0]], "labels": [1]},
+            {"object": 2, "frame": 2, "box": [100.0, 80.0, 380.0, 420.0]},
+        ],
+        "model": TEST_MODEL,
+        "checkpoint": str(checkpoint),
+        "image_size": TEST_IMAGE_SIZE,
+        **extra,
+    }
+
+
+@pytest.fixture(scope="session")
+def reference_run(bear_clip: Path, sam2_checkpoint: Path, tmp_path_factory) -> Path:
+    """``streamseg segment`` on ``bear_clip``: the outputs every queue run must reproduce."""
+    from worker.cli import main
+
+    out = tmp_path_factory.mktemp("reference")
+    argv = ["segment", str(bear_clip), "--out", str(out), "--quiet", *BEAR_PROMPTS]
+    assert main(argv + model_args(sam2_checkpoint)) == 0
+    return out
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError(f"timed out waiting for {what}")

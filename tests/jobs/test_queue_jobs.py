@@ -1,0 +1,158 @@
+"""Queue jobs end to end on one real worker: results, cancellation, rejected payloads.
+
+One ``streamseg worker`` process serves every test of this module (its model stays loaded
+across jobs, as in production); each test submits through the real CLI or API.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import av
+import pytest
+from rq import Queue
+from rq.serializers import JSONSerializer
+
+from jobs.queue import JOB_FUNCTION, JobQueue
+from jobs.storage import MANIFEST_NAME, sha256_file
+from tests.jobs.conftest import (
+    BEAR_FRAMES,
+    BEAR_PROMPTS,
+    ONE_FRAME_PROMPTS,
+    WorkerFactory,
+    model_args,
+    spec_dict,
+    unique_queue,
+    wait_for,
+)
+from worker.cli import main as cli
+
+
+@pytest.fixture(scope="module")
+def worker(redis_url: str, tmp_path_factory) -> WorkerFactory:
+    factory = WorkerFactory(redis_url, unique_queue(), tmp_path_factory.mktemp("worker"))
+    factory.start()
+    factory.wait_registered(1)
+    yield factory
+    factory.stop_all()
+
+
+@pytest.fixture
+def jobs(worker: WorkerFactory) -> JobQueue:
+    from configs.settings import load_settings
+
+    return JobQueue.connect(load_settings().queue, worker.redis_url, worker.queue)
+
+
+def _queue_flags(worker: WorkerFactory) -> list[str]:
+    return ["--redis", worker.redis_url, "--queue", worker.queue]
+
+
+def _frames(path: Path) -> int:
+    with av.open(str(path)) as container:
+        return sum(1 for _ in container.decode(video=0))
+
+
+def test_submit_wait_result_equals_segment(
+    worker, jobs, bear_clip, sam2_checkpoint, reference_run, tmp_path, capsys
+):
+    out = tmp_path / "out"
+    argv = ["submit", str(bear_clip), "--out", str(out), "--wait", "--quiet", *BEAR_PROMPTS]
+    status = cli(argv + model_args(sam2_checkpoint) + _queue_flags(worker))
+    assert status == 0, worker.started[0].log()
+    printed = capsys.readouterr().out.split()
+    job_id = printed[0]
+    assert printed[1:] == [str(out / "tracks.json"), str(out / "overlay.mp4")]
+
+    # the same bytes as `streamseg segment`, and a manifest (written last) that says so
+    assert (out / "tracks.json").read_bytes() == (reference_run / "tracks.json").read_bytes()
+    assert _frames(out / "overlay.mp4") == _frames(reference_run / "overlay.mp4") == BEAR_FRAMES
+    manifest = json.loads((out / MANIFEST_NAME).read_text())
+    assert manifest["job_id"] == job_id
+    assert {f["name"]: f["sha256"] for f in manifest["files"]} == {
+        name: sha256_file(out / name) for name in ("tracks.json", "overlay.mp4")
+    }
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "overlay.mp4", "tracks.json"]
+
+    view = jobs.get(job_id)
+    assert view.state == "finished"
+    assert (view.meta.progress.frame, view.meta.progress.total) == (BEAR_FRAMES, BEAR_FRAMES)
+    assert view.meta.progress.attempt == 1
+    assert cli(["result", job_id, *_queue_flags(worker)]) == 0
+    assert capsys.readouterr().out.split() == printed[1:]
+
+
+def test_cancel_queued_and_running_jobs(worker, jobs, bear_clip, sam2_checkpoint, tmp_path, capsys):
+    running_out, queued_out = tmp_path / "running", tmp_path / "queued"
+    running = jobs.submit(spec_dict(bear_clip, running_out, sam2_checkpoint, checkpoint_every=1))
+    queued = jobs.submit(spec_dict(bear_clip, queued_out, sam2_checkpoint))
+
+    assert cli(["cancel", queued.id, *_queue_flags(worker)]) == 0
+    assert jobs.get(queued.id).state == "canceled"
+    at_cancel = wait_for(
+        lambda: jobs.get(running.id).meta.progress.frame >= 1 and jobs.get(running.id),
+        timeout=180,
+        what="the job to track a frame",
+    ).meta.progress.frame
+    assert cli(["cancel", running.id, *_queue_flags(worker)]) == 0
+    final = jobs.follow(running.id, poll_s=0.1, timeout_s=120)
+
+    assert final.state == "stopped"
+    assert final.meta.error is not None and final.meta.error.kind == "cancelled"
+    assert final.meta.progress.frame <= at_cancel + 2  # honoured between frames
+    assert final.meta.progress.frame < BEAR_FRAMES
+    leftovers = sorted(p.name for p in running_out.iterdir()) if running_out.exists() else []
+    assert leftovers == []  # no manifest, no outputs, no checkpoint: nothing looks complete
+    capsys.readouterr()
+    assert cli(["status", running.id, *_queue_flags(worker)]) == 0
+    assert "cancelled (cancelled)" in capsys.readouterr().out
+    assert cli(["result", running.id, *_queue_flags(worker)]) == 2
+    assert "is stopped, no result" in capsys.readouterr().err
+
+    never = jobs.get(queued.id)
+    assert never.state == "canceled" and never.started_at is None and not queued_out.exists()
+
+
+def test_bad_jobs_fail_at_once_and_the_worker_goes_on(
+    worker, jobs, redis_url, bear_clip, sam2_checkpoint, tmp_path
+):
+    from redis import Redis
+    from rq import Retry
+    from rq.job import Job
+
+    from jobs.errors import InputError
+
+    good = spec_dict(
+        bear_clip, tmp_path / "good", sam2_checkpoint, max_frames=1, prompts=ONE_FRAME_PROMPTS
+    )
+    with Redis.from_url(redis_url) as raw:
+        pickled = Queue(worker.queue, connection=raw).enqueue_call(JOB_FUNCTION, args=(good,))
+        json_queue = Queue(worker.queue, connection=raw, serializer=JSONSerializer)
+        foreign = json_queue.enqueue_call("os.getcwd", retry=Retry(max=3))
+        invalid = json_queue.enqueue_call(
+            JOB_FUNCTION, args=({**good, "prompts": [{"object": 1}]},), retry=Retry(max=3)
+        )
+    (tmp_path / "not-a-video.mp4").write_text("hello")
+    unreadable = jobs.submit({**good, "source": str(tmp_path / "not-a-video.mp4")})
+    with pytest.raises(InputError, match="labels must be 1"):
+        jobs.submit({**good, "prompts": [{"object": 1, "points": [[1, 2]], "labels": [7]}]})
+    last = jobs.submit({**good, "outputs": ["tracks"]})
+
+    final = jobs.follow(last.id, poll_s=0.2, timeout_s=180)
+    assert final.state == "finished", (final.meta.error, worker.started[0].log()[-3000:])
+    assert (tmp_path / "good" / "tracks.json").exists()
+    expected = {
+        pickled.id: ("rejected", "payload is not JSON"),
+        foreign.id: ("rejected", "refusing to run 'os.getcwd'"),
+        invalid.id: ("input", "invalid job spec: prompts.0"),
+        unreadable.id: ("input", "not-a-video.mp4"),
+    }
+    for job_id, (kind, words) in expected.items():
+        view = jobs.get(job_id)
+        assert view.state == "failed", job_id
+        assert view.meta.error is not None and view.meta.error.kind == kind
+        assert words in view.meta.error.message
+        job = Job.fetch(job_id, connection=jobs.redis, serializer=JSONSerializer)
+        assert len(job.results()) == 1  # failed once, never retried
+    assert jobs.queue.count == 0

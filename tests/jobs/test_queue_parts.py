@@ -1,0 +1,195 @@
+"""The queue's parts without a worker: spec, storage and manifest, checkpoints, the client."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import fsspec
+import numpy as np
+import pytest
+
+from configs.settings import QueueSettings
+from jobs.errors import InputError, TransientError
+from jobs.prompts import Prompt
+from jobs.queue import JobQueue
+from jobs.redis_keys import job_cancel_key
+from jobs.spec import parse_spec, prompt_to_spec
+from jobs.storage import (
+    MANIFEST_NAME,
+    Retrier,
+    fetch_input,
+    open_location,
+    publish,
+    read_manifest,
+    verify,
+)
+from tests.jobs.conftest import unique_queue
+from worker.job_checkpoint import CheckpointState, CheckpointStore, SpoolPart, _cut
+from worker.rq_worker import classify
+
+SPEC = {"source": "/v.mp4", "output": "/out", "prompts": [{"object": 1, "box": [0, 0, 5, 5]}]}
+
+
+# --- spec ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"model": "sam9"}, "model: Value error, unknown model 'sam9'"),
+        ({"prompts": []}, "prompts: List should have at least 1 item"),
+        ({"prompts": [{"object": 1, "mask": "m.png"}]}, "must be a data: URL"),
+        ({"outputs": []}, "at least one output"),
+        ({"image_size": 8}, "image_size: Input should be greater than or equal to 64"),
+        ({"surprise": 1}, "surprise: Extra inputs are not permitted"),
+    ],
+)
+def test_invalid_specs_are_refused_with_a_reason(change, words):
+    with pytest.raises(InputError, match="invalid job spec") as error:
+        parse_spec({**SPEC, **change})
+    assert words in str(error.value)
+
+
+def test_mask_prompts_travel_inline(tmp_path):
+    mask = np.zeros((6, 9), bool)
+    mask[2:4, 3:8] = True
+    spec = parse_spec({**SPEC, "prompts": [prompt_to_spec(Prompt(4, 2, mask=mask))]})
+    data = json.loads(spec.model_dump_json())  # what Redis holds
+    assert data["prompts"][0]["mask"].startswith("data:image/png;base64,")
+    assert parse_spec(data).digest() == spec.digest()
+
+
+# --- storage -------------------------------------------------------------------------------
+
+
+def test_publish_writes_the_manifest_last_and_verifies(tmp_path):
+    files = [tmp_path / "tracks.json", tmp_path / "overlay.mp4"]
+    files[0].write_text('{"a": 1}')
+    files[1].write_bytes(b"\0" * 1000)
+    location = open_location("memory://results/job-1")
+    manifest = publish(location, files, job_id="j1", spec_digest="d", num_frames=3,
+                       object_ids=[1], retrier=Retrier(1, 0))  # fmt: skip
+    assert read_manifest(location) == manifest
+    verify(location, manifest)
+    location.fs.pipe_file(location.path("overlay.mp4"), b"\1" * 1000)
+    with pytest.raises(InputError, match="checksum mismatch"):
+        verify(location, manifest)
+
+    blocked = tmp_path / "blocked"
+    (blocked / "overlay.mp4").mkdir(parents=True)  # the second upload cannot succeed
+    with pytest.raises(InputError):
+        publish(open_location(str(blocked)), files, job_id="j2", spec_digest="d",
+                num_frames=3, object_ids=[1], retrier=Retrier(1, 0))  # fmt: skip
+    assert (blocked / "tracks.json").exists() and not (blocked / MANIFEST_NAME).exists()
+
+
+def test_retrier_backs_off_on_transient_errors_only():
+    calls = []
+
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise ConnectionResetError("reset by peer")
+        return "ok"
+
+    assert Retrier(attempts=3, backoff_s=0.01).call("read", flaky) == "ok"
+    with pytest.raises(TransientError, match="read: TimeoutError"):
+        Retrier(attempts=2, backoff_s=0.01).call("read", _raise(TimeoutError("slow")))
+    with pytest.raises(InputError, match="read: FileNotFoundError"):
+        Retrier(attempts=5, backoff_s=10).call("read", _raise(FileNotFoundError("gone")))
+
+
+def _raise(error: Exception):
+    def operation():
+        raise error
+
+    return operation
+
+
+def test_fsspec_inputs_are_fetched(tmp_path):
+    fs = fsspec.filesystem("memory")
+    fs.pipe_file("/inputs/clip/00000.jpg", b"jpeg-0")
+    fs.pipe_file("/inputs/clip/00001.jpg", b"jpeg-1")
+    fs.pipe_file("/inputs/video.mp4", b"mp4")
+    retrier = Retrier(1, 0)
+    folder = Path(fetch_input("memory://inputs/clip", tmp_path / "a", retrier))
+    assert sorted(p.name for p in folder.iterdir()) == ["00000.jpg", "00001.jpg"]
+    assert (
+        Path(fetch_input("memory://inputs/video.mp4", tmp_path / "b", retrier)).read_bytes()
+        == b"mp4"
+    )
+    assert fetch_input("/local/video.mp4", tmp_path, retrier) == "/local/video.mp4"
+    with pytest.raises(InputError, match="cannot read memory://inputs/none.mp4"):
+        fetch_input("memory://inputs/none.mp4", tmp_path / "c", retrier)
+
+
+# --- checkpoints ---------------------------------------------------------------------------
+
+
+def test_spool_parts_are_cut_back_to_the_resumed_spool():
+    parts = [SpoolPart(name="a", size=10), SpoolPart(name="b", size=5), SpoolPart(name="c", size=7)]
+    assert _cut(parts, 22) == parts
+    assert _cut(parts, 12) == [SpoolPart(name="a", size=10), SpoolPart(name="b", size=2)]
+    assert _cut(parts, 10) == [SpoolPart(name="a", size=10)]
+    assert _cut(parts, 0) == []
+
+
+def test_checkpoint_store_commits_last_and_keeps_only_its_files():
+    store = CheckpointStore(
+        open_location("memory://ckpt/job-9/.streamseg-checkpoint"), Retrier(1, 0)
+    )
+    store.write("bank-old.pt", b"old")
+    store.write("spool-1.part", b"12345")
+    store.write("bank-new.pt", b"new")
+    assert store.load("job-9", "digest") is None  # nothing committed yet
+    part = SpoolPart(name="spool-1.part", size=5)
+    state = CheckpointState(
+        job_id="job-9", spec_digest="digest", frame=4, snapshot="bank-new.pt", spool=[part],
+        saved_at="now",
+    )  # fmt: skip
+    store.commit(state)
+    assert store.load("job-9", "digest") == state
+    assert store.load("job-9", "other spec") is None and store.load("job-1", "digest") is None
+    names = sorted(p.rsplit("/", 1)[1] for p in store.location.fs.ls(store.location.root, False))
+    assert names == ["bank-new.pt", "spool-1.part", "state.json"]
+    store.clear()
+    assert not store.location.fs.exists(store.location.root)
+
+
+def test_failures_are_classified():
+    from rq.exceptions import DeserializationError
+
+    from jobs.errors import VideoDecodeError
+    from worker.pipeline import Cancelled
+
+    assert classify(Cancelled("cancelled at frame 3")).kind == "cancelled"
+    assert classify(DeserializationError()).kind == "rejected"
+    assert classify(VideoDecodeError("no such file: x")).kind == "input"
+    assert classify(TransientError("s3 down")).kind == "transient"
+    assert classify(ConnectionResetError("reset")).kind == "transient"
+    assert classify(RuntimeError("bug")).model_dump() == {
+        "kind": "internal",
+        "message": "RuntimeError: bug",
+    }
+
+
+# --- the client against a real Redis -------------------------------------------------------
+
+
+def test_client_submit_status_cancel_without_workers(redis_url, tmp_path):
+    jobs = JobQueue.connect(QueueSettings(), redis_url, unique_queue())
+    with pytest.raises(InputError, match="invalid job spec: model"):
+        jobs.submit({**SPEC, "model": "nope"})
+    assert jobs.queue.count == 0
+    view = jobs.submit({**SPEC, "output": str(tmp_path / "out")}, job_id="job-a")
+    assert (view.id, view.state, view.spec.output) == ("job-a", "queued", str(tmp_path / "out"))
+    with pytest.raises(InputError, match="job job-a is queued, no result"):
+        jobs.result("job-a")
+    assert jobs.cancel("job-a").state == "canceled"
+    assert jobs.redis.exists(job_cancel_key("job-a"))
+    assert jobs.queue.count == 0
+    with pytest.raises(InputError, match="already canceled"):
+        jobs.cancel("job-a")
+    with pytest.raises(InputError, match="no such job: job-zzz"):
+        jobs.get("job-zzz")
