@@ -1,4 +1,4 @@
-"""``manifest.json``: written last, it marks a video's output folder complete.
+"""``annotate-manifest.json``: written last, it marks a video's output folder complete.
 
 It lists every output file with its size and sha256, and the request that produced them
 (exports, frame limit, model). A folder is complete when its manifest parses, every listed file
@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-MANIFEST_FILE = "manifest.json"
+MANIFEST_FILE = "annotate-manifest.json"  # beside a queue job's own manifest.json
 FORMAT = "streamseg-annotate-manifest"
 VERSION = 1
 _CHUNK = 1 << 20
@@ -78,7 +78,7 @@ def file_entries(folder: Path, paths: Iterable[Path]) -> tuple[FileEntry, ...]:
 
 
 def write_manifest(folder: Path, manifest: Manifest) -> Path:
-    """Write ``folder/manifest.json`` atomically; returns its path."""
+    """Write ``folder/annotate-manifest.json`` atomically; returns its path."""
     document = {"format": FORMAT, "version": VERSION, **asdict(manifest)}
     target = Path(folder) / MANIFEST_FILE
     handle, temporary = tempfile.mkstemp(dir=folder, prefix=".manifest-", suffix=".tmp")
