@@ -2,9 +2,10 @@
 
 Each video's job writes ``tracks.json`` (and ``overlay.mp4``) into ``OUT/<video>/`` on the
 workers; when it finishes, its files are checked against the job's manifest, the annotation
-exports are made from ``tracks.json`` here, and the batch manifest is written beside the job's (it lists
-the job's files too). ``OUT/<video>/job.json`` remembers the job, so a rerun follows a job
-still queued or running (or collects a finished one) instead of submitting it twice.
+exports are made from ``tracks.json`` here, and the batch manifest is written beside the
+job's (it lists the job's files too). ``OUT/<video>/job.json`` remembers the job, so a
+rerun follows a job still queued or running (or collects a finished one) instead of
+submitting it twice.
 """
 
 from __future__ import annotations
