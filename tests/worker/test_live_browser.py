@@ -211,6 +211,9 @@ def test_click_in_the_browser_segments_and_follows_the_object(tmp_path: Path, li
             assert page["display_p95_ms"] is not None  # the page reports frames it has shown
             text = driver.find_element("id", "dropped").text
             assert text.isdigit()  # the dropped count is on the page
+            assert session.wait(30), "the clip should have ended"
+            status = wait_until(lambda: _status_text(driver, "ended"), timeout=5)
+            assert status == f"ended: {clip} ended after {20 * FPS} frames"  # the page says so
     finally:
         driver.quit()
     if not engine_name.startswith("lite"):
@@ -289,6 +292,11 @@ def _check_page_actions(driver, trackers: list[RecordingTracker]) -> None:
     assert wait_until(lambda: _page_objects(driver) == [], 20)
     status = driver.find_element(By.ID, "status")
     assert "running" in status.get_attribute("class")
+
+
+def _status_text(driver, kind: str) -> str | None:
+    status = driver.find_element("id", "status")
+    return status.text if kind in status.get_attribute("class").split() else None
 
 
 def _page_objects(driver) -> list[int] | None:
