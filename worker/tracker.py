@@ -162,24 +162,43 @@ class StreamingTracker:
         _, vision_feats, vision_pos, feat_sizes = self.model._prepare_backbone_features(expanded)
         return vision_feats, vision_pos, feat_sizes
 
+    def _track_step(
+        self,
+        t: int,
+        vision: tuple[list, list, list],
+        output_dict: dict,
+        run_mem_encoder: bool,
+        is_init_cond_frame: bool = False,
+        point_inputs: dict | None = None,
+        mask_inputs: torch.Tensor | None = None,
+        prev_sam_mask_logits: torch.Tensor | None = None,
+    ) -> dict:
+        """One ``SAM2Base.track_step`` on frame ``t`` (forward only, as the official predictor)."""
+        vision_feats, vision_pos, feat_sizes = vision
+        return self.model.track_step(
+            frame_idx=t,
+            is_init_cond_frame=is_init_cond_frame,
+            current_vision_feats=vision_feats,
+            current_vision_pos_embeds=vision_pos,
+            feat_sizes=feat_sizes,
+            point_inputs=point_inputs,
+            mask_inputs=mask_inputs,
+            output_dict=output_dict,
+            num_frames=self.num_frames,
+            run_mem_encoder=run_mem_encoder,
+            prev_sam_mask_logits=prev_sam_mask_logits,
+        )
+
+    def _memory_view(self, obj_ids: list[int]) -> dict:
+        memories = [self.bank.objects[o] for o in obj_ids]
+        return sam2_output_dict(memories, self.bank.maskmem_pos_enc, self.loaded.device)
+
     def _run_tracking(
         self, t: int, obj_ids: list[int], features: _FrameFeatures
     ) -> dict[int, ObjectResult]:
         """Propagate a batch of objects with identical memory layout to frame ``t``."""
-        vision_feats, vision_pos, feat_sizes = self._vision(features, len(obj_ids))
-        memories = [self.bank.objects[o] for o in obj_ids]
-        out = self.model.track_step(
-            frame_idx=t,
-            is_init_cond_frame=False,
-            current_vision_feats=vision_feats,
-            current_vision_pos_embeds=vision_pos,
-            feat_sizes=feat_sizes,
-            point_inputs=None,
-            mask_inputs=None,
-            output_dict=sam2_output_dict(memories, self.bank.maskmem_pos_enc, self.loaded.device),
-            num_frames=self.num_frames,
-            run_mem_encoder=True,
-        )
+        vision = self._vision(features, len(obj_ids))
+        out = self._track_step(t, vision, self._memory_view(obj_ids), run_mem_encoder=True)
         self.bank.cache_pos_enc(out["maskmem_pos_enc"])
         pred_masks = self._fill_holes(out["pred_masks"])
         results = {}
@@ -202,26 +221,23 @@ class StreamingTracker:
         """
         memory = self.bank.objects.get(prompt.obj_id)
         is_new = memory is None or memory.is_empty
-        vision_feats, vision_pos, feat_sizes = self._vision(features, 1)
+        vision = self._vision(features, 1)
         point_inputs, mask_inputs = self._encode_prompt(prompt, features.video_hw)
         prev_logits = None
         if is_new:
             output_dict = {"cond_frame_outputs": {}, "non_cond_frame_outputs": {}}
         else:
-            output_dict = sam2_output_dict([memory], self.bank.maskmem_pos_enc, self.loaded.device)
+            output_dict = self._memory_view([prompt.obj_id])
             if point_inputs is not None:
                 prev_logits = self._current_logits(t, prompt.obj_id, features)
-        out = self.model.track_step(
-            frame_idx=t,
+        out = self._track_step(
+            t,
+            vision,
+            output_dict,
+            run_mem_encoder=False,
             is_init_cond_frame=is_new,
-            current_vision_feats=vision_feats,
-            current_vision_pos_embeds=vision_pos,
-            feat_sizes=feat_sizes,
             point_inputs=point_inputs,
             mask_inputs=mask_inputs,
-            output_dict=output_dict,
-            num_frames=self.num_frames,
-            run_mem_encoder=False,
             prev_sam_mask_logits=prev_logits,
         )
         pred_masks = self._fill_holes(out["pred_masks"])
@@ -229,8 +245,8 @@ class StreamingTracker:
             pred_masks, size=(self.loaded.image_size,) * 2, mode="bilinear", align_corners=False
         )
         maskmem_features, maskmem_pos_enc = self.model._encode_new_memory(
-            current_vision_feats=vision_feats,
-            feat_sizes=feat_sizes,
+            current_vision_feats=vision[0],
+            feat_sizes=vision[2],
             pred_masks_high_res=high_res,
             object_score_logits=out["object_score_logits"],
             is_mask_from_pts=True,
@@ -242,20 +258,8 @@ class StreamingTracker:
 
     def _current_logits(self, t: int, obj_id: int, features: _FrameFeatures) -> torch.Tensor:
         """What tracking alone predicts for ``obj_id`` on frame ``t`` (for a correction)."""
-        vision_feats, vision_pos, feat_sizes = self._vision(features, 1)
-        memory = self.bank.objects[obj_id]
-        out = self.model.track_step(
-            frame_idx=t,
-            is_init_cond_frame=False,
-            current_vision_feats=vision_feats,
-            current_vision_pos_embeds=vision_pos,
-            feat_sizes=feat_sizes,
-            point_inputs=None,
-            mask_inputs=None,
-            output_dict=sam2_output_dict([memory], self.bank.maskmem_pos_enc, self.loaded.device),
-            num_frames=self.num_frames,
-            run_mem_encoder=False,
-        )
+        vision = self._vision(features, 1)
+        out = self._track_step(t, vision, self._memory_view([obj_id]), run_mem_encoder=False)
         return torch.clamp(self._fill_holes(out["pred_masks"]), -32.0, 32.0)
 
     def _encode_prompt(
