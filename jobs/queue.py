@@ -35,7 +35,9 @@ from jobs.storage import Location, Manifest, open_location, read_manifest, verif
 JOB_FUNCTION = "worker.job_runner.run_job"
 TERMINAL = frozenset({JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED})
 WAITING = frozenset({JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED, JobStatus.CREATED})
-FailureKind = Literal["input", "rejected", "cancelled", "timeout", "transient", "lost", "internal"]
+FailureKind = Literal[
+    "input", "rejected", "cancelled", "timeout", "transient", "lost", "interrupted", "internal"
+]
 
 
 # --- what a job's meta holds ---------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -57,6 +58,14 @@ log = logging.getLogger("streamseg.job")
 
 class JobTimedOut(StreamsegError):
     """The attempt ran longer than the video's length allows."""
+
+
+class WorkerStopping(StreamsegError):
+    """The worker was asked to shut down: the job goes back on the queue and resumes."""
+
+
+# Set by the worker (``worker.rq_worker``) on a shutdown request; checked between frames.
+shutdown_requested = threading.Event()
 
 
 def run_job(spec: dict) -> dict:
@@ -111,11 +120,15 @@ class JobRunner:
 
     def run(self) -> Manifest:
         attempt = self.reporter.meta.progress.attempt + 1
-        self.reporter.update(force=True, attempt=attempt, frame=0, fps=0.0, eta_s=None)
+        self.reporter.update(
+            force=True, attempt=attempt, frame=0, fps=0.0, eta_s=None, resumed_from=None
+        )
         self._wait_before_retry()
-        output = open_location(self.spec.output)
+        output = self.retrier.call(
+            f"cannot open {self.spec.output}", lambda: open_location(self.spec.output)
+        )
         store = CheckpointStore(output.sub(CHECKPOINT_DIR), self.retrier)
-        done = read_manifest(output)
+        done = self.retrier.call(f"cannot read {self.spec.output}", lambda: read_manifest(output))
         if done is not None and done.job_id == self.job.id and done.spec_digest == self.digest:
             store.clear()  # an earlier attempt published and died before saying so
             return done
@@ -195,6 +208,8 @@ class JobRunner:
             self._deadline = time.monotonic() + job_timeout_s(progress.total, self.settings)
         if self._deadline is not None and time.monotonic() > self._deadline:
             raise JobTimedOut(f"timed out at frame {progress.frame} of {progress.total}")
+        if shutdown_requested.is_set():
+            raise WorkerStopping(f"worker shutting down at frame {progress.frame}; requeued")
         try:
             return bool(self.job.connection.exists(job_cancel_key(self.job.id)))
         except Exception as error:  # Redis away for a moment: keep tracking

@@ -16,6 +16,8 @@
   heartbeat (30 to about 60 s with the defaults).
 * Failures are classified (:func:`classify`): bad input, rejected payloads, cancellation and
   timeouts are final; transient ones are retried (``Retry(max=max_retries)``) after a backoff.
+* A warm shutdown (SIGTERM, Ctrl+C) stops the running job at the next frame and requeues it at
+  once; it resumes from its last checkpoint on whichever worker takes it.
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ class SafeJob(Job):
         name = self.func_name  # DeserializationError for anything that is not our JSON
         if name not in self.allowed_functions or self.instance is not None:
             raise RejectedJob(f"refusing to run {name!r}: only {JOB_FUNCTION} jobs are served")
+        if len(self.args) != 1 or not isinstance(self.args[0], dict) or self.kwargs:
+            raise RejectedJob(f"{JOB_FUNCTION} takes one argument, the job spec")
         return import_attribute(name)
 
     @property
@@ -77,7 +81,7 @@ class SafeJob(Job):
 
 def classify(error: BaseException | None) -> JobFailure:
     """What kind of failure ``error`` is, and one line about it."""
-    from worker.job_runner import JobTimedOut
+    from worker.job_runner import JobTimedOut, WorkerStopping
     from worker.pipeline import Cancelled
 
     text = " ".join(str(error).split()) if error is not None else ""
@@ -88,6 +92,7 @@ def classify(error: BaseException | None) -> JobFailure:
         ((JobTimedOut, JobTimeoutException), "timeout", text or "timed out"),
         (InputError, "input", text),
         (AbandonedJobError, "lost", "the worker running it stopped heartbeating"),
+        (WorkerStopping, "interrupted", text),
         ((TransientError, OSError, TimeoutError), "transient", text),
     ]
     for types, kind, message in kinds:
@@ -113,6 +118,13 @@ class StreamsegWorker(SimpleWorker):
             **kwargs,
         )
         self.settings = settings
+
+    def handle_warm_shutdown_request(self) -> None:
+        """Ask the running job to stop between frames and go back on the queue."""
+        from worker.job_runner import shutdown_requested
+
+        super().handle_warm_shutdown_request()
+        shutdown_requested.set()
 
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         """How long a running job stays registered without a heartbeat."""

@@ -7,9 +7,10 @@ across jobs, as in production); each test submits through the real CLI or API.
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import threading
+import time
+import uuid
 
-import av
 import pytest
 from rq import Queue
 from rq.serializers import JSONSerializer
@@ -49,25 +50,28 @@ def _queue_flags(worker: WorkerFactory) -> list[str]:
     return ["--redis", worker.redis_url, "--queue", worker.queue]
 
 
-def _frames(path: Path) -> int:
-    with av.open(str(path)) as container:
-        return sum(1 for _ in container.decode(video=0))
-
-
 def test_submit_wait_result_equals_segment(
     worker, jobs, bear_clip, sam2_checkpoint, reference_run, tmp_path, capsys
 ):
+    """submit --wait -> worker -> result, through a Redis connection reset mid-job."""
+    job_id = f"e2e-{uuid.uuid4().hex[:8]}"
+    killed: list[int] = []
+    resetter = threading.Thread(
+        target=_reset_connections, args=(worker.redis_url, job_id, killed), daemon=True
+    )
+    resetter.start()
     out = tmp_path / "out"
-    argv = ["submit", str(bear_clip), "--out", str(out), "--wait", "--quiet", *BEAR_PROMPTS]
-    status = cli(argv + model_args(sam2_checkpoint) + _queue_flags(worker))
-    assert status == 0, worker.started[0].log()
+    argv = ["submit", str(bear_clip), "--out", str(out), "--wait", "--quiet", "--job-id", job_id]
+    status = cli(argv + BEAR_PROMPTS + model_args(sam2_checkpoint) + _queue_flags(worker))
+    assert status == 0, worker.started[0].log()[-3000:]
+    resetter.join(timeout=10)
+    assert killed and killed[0] >= 2  # the worker's connections and ours were reset
     printed = capsys.readouterr().out.split()
-    job_id = printed[0]
-    assert printed[1:] == [str(out / "tracks.json"), str(out / "overlay.mp4")]
+    assert printed == [job_id, str(out / "tracks.json"), str(out / "overlay.mp4")]
 
     # the same bytes as `streamseg segment`, and a manifest (written last) that says so
-    assert (out / "tracks.json").read_bytes() == (reference_run / "tracks.json").read_bytes()
-    assert _frames(out / "overlay.mp4") == _frames(reference_run / "overlay.mp4") == BEAR_FRAMES
+    for name in ("tracks.json", "overlay.mp4"):
+        assert (out / name).read_bytes() == (reference_run / name).read_bytes(), name
     manifest = json.loads((out / MANIFEST_NAME).read_text())
     assert manifest["job_id"] == job_id
     assert {f["name"]: f["sha256"] for f in manifest["files"]} == {
@@ -78,9 +82,27 @@ def test_submit_wait_result_equals_segment(
     view = jobs.get(job_id)
     assert view.state == "finished"
     assert (view.meta.progress.frame, view.meta.progress.total) == (BEAR_FRAMES, BEAR_FRAMES)
-    assert view.meta.progress.attempt == 1
+    assert view.meta.progress.attempt == 1  # the connection reset cost no retry
     assert cli(["result", job_id, *_queue_flags(worker)]) == 0
     assert capsys.readouterr().out.split() == printed[1:]
+
+
+def _reset_connections(redis_url: str, job_id: str, killed: list[int]) -> None:
+    """Once the job has tracked two frames, drop every normal client connection."""
+    from redis import Redis
+    from rq.exceptions import NoSuchJobError
+    from rq.job import Job
+
+    def tracking() -> bool:
+        try:
+            job = Job.fetch(job_id, connection=redis, serializer=JSONSerializer)
+        except NoSuchJobError:
+            return False
+        return (job.meta.get("progress") or {}).get("frame", 0) >= 2
+
+    with Redis.from_url(redis_url) as redis:
+        wait_for(tracking, 300, "the job to track")
+        killed.append(redis.client_kill_filter(_type="normal", skipme=True))
 
 
 def test_cancel_queued_and_running_jobs(worker, jobs, bear_clip, sam2_checkpoint, tmp_path, capsys):
@@ -130,6 +152,7 @@ def test_bad_jobs_fail_at_once_and_the_worker_goes_on(
         pickled = Queue(worker.queue, connection=raw).enqueue_call(JOB_FUNCTION, args=(good,))
         json_queue = Queue(worker.queue, connection=raw, serializer=JSONSerializer)
         foreign = json_queue.enqueue_call("os.getcwd", retry=Retry(max=3))
+        no_spec = json_queue.enqueue_call(JOB_FUNCTION, kwargs={"x": 1}, retry=Retry(max=3))
         invalid = json_queue.enqueue_call(
             JOB_FUNCTION, args=({**good, "prompts": [{"object": 1}]},), retry=Retry(max=3)
         )
@@ -145,6 +168,7 @@ def test_bad_jobs_fail_at_once_and_the_worker_goes_on(
     expected = {
         pickled.id: ("rejected", "payload is not JSON"),
         foreign.id: ("rejected", "refusing to run 'os.getcwd'"),
+        no_spec.id: ("rejected", "takes one argument, the job spec"),
         invalid.id: ("input", "invalid job spec: prompts.0"),
         unreadable.id: ("input", "not-a-video.mp4"),
     }
@@ -156,3 +180,21 @@ def test_bad_jobs_fail_at_once_and_the_worker_goes_on(
         job = Job.fetch(job_id, connection=jobs.redis, serializer=JSONSerializer)
         assert len(job.results()) == 1  # failed once, never retried
     assert jobs.queue.count == 0
+
+
+def test_unreachable_input_is_retried_with_backoff_then_fails(worker, bear_clip, sam2_checkpoint):
+    from configs.settings import QueueSettings
+    from tests.jobs.conftest import free_port
+
+    jobs = JobQueue.connect(QueueSettings(max_retries=1), worker.redis_url, worker.queue)
+    url = f"http://127.0.0.1:{free_port()}/clip.mp4"  # nobody listens: connection refused
+    started = time.monotonic()
+    job = jobs.submit(spec_dict(url, "memory://never", sam2_checkpoint))
+    final = jobs.follow(job.id, poll_s=0.2, timeout_s=120)
+
+    assert final.state == "failed"
+    assert final.meta.error.kind == "transient"
+    assert f"cannot reach {url}" in final.meta.error.message
+    assert (final.meta.progress.attempt, final.meta.transient_failures) == (2, 2)
+    # 2 attempts x 4 storage tries (0.5, 1, 2 s apart) + the 2 s retry backoff
+    assert time.monotonic() - started >= 2 * 3.5 + 2.0

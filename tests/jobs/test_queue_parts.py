@@ -193,3 +193,22 @@ def test_client_submit_status_cancel_without_workers(redis_url, tmp_path):
         jobs.cancel("job-a")
     with pytest.raises(InputError, match="no such job: job-zzz"):
         jobs.get("job-zzz")
+
+
+def test_job_timeout_follows_the_video_length(redis_url, bear_clip, tmp_path):
+    from rq.job import Job
+    from rq.serializers import JSONSerializer
+
+    settings = QueueSettings()
+    jobs = JobQueue.connect(settings, redis_url, unique_queue())
+
+    def timeout_of(**change) -> int:
+        spec = {**SPEC, "source": str(bear_clip), "output": str(tmp_path), **change}
+        job_id = jobs.submit(spec).id
+        return Job.fetch(job_id, connection=jobs.redis, serializer=JSONSerializer).timeout
+
+    base, per_frame = settings.job_timeout_base_s, settings.job_timeout_per_frame_s
+    assert timeout_of() == int(base + 6 * per_frame)  # the clip's 6 frames
+    assert timeout_of(max_frames=2) == int(base + 2 * per_frame)
+    assert timeout_of(source="https://example.invalid/v.mp4") == settings.job_timeout_unknown_s
+    assert timeout_of(timeout_s=77) == 77
