@@ -39,6 +39,8 @@ def test_two_workers_share_ten_jobs_each_done_once(workers, bear_clip, sam2_chec
     finals = [jobs.follow(job_id, poll_s=0.2, timeout_s=300) for job_id in ids]
     assert [f.state for f in finals] == ["finished"] * 10
     assert {f.worker for f in finals} == {first.name, second.name}
+    for worker in (first, second):  # no fork per job: each process loaded the model once
+        assert worker.log().count("loaded sam2.1-tiny from") == 1, worker.log()[-2000:]
     for job_id, out, final in zip(ids, outputs, finals, strict=True):
         job = Job.fetch(job_id, connection=jobs.redis, serializer=JSONSerializer)
         assert len(job.results()) == 1  # one execution, one result
