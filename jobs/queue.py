@@ -23,7 +23,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry as RedisRetry
 from rq import Queue, Retry
 from rq.exceptions import DeserializationError, InvalidJobOperation, NoSuchJobError
-from rq.job import Job, JobStatus
+from rq.job import Job, JobStatus, validate_job_id
 from rq.serializers import JSONSerializer
 
 from configs.settings import QueueSettings
@@ -179,6 +179,12 @@ class JobQueue:
     def submit(self, spec: JobSpec | dict, job_id: str | None = None) -> JobView:
         """Validate ``spec`` and put it on the queue; the new job's view."""
         spec = parse_spec(spec if isinstance(spec, JobSpec) else dict(spec))
+        if job_id is not None:
+            try:
+                validate_job_id(job_id)
+            except ValueError as error:
+                raise InputError(f"bad job id {job_id!r}: {error}") from None
+            self.redis.delete(job_cancel_key(job_id))  # a reused id starts uncancelled
         timeout = spec.timeout_s or job_timeout_s(_frames_to_do(spec), self.settings)
         job = self._call_redis(
             lambda: self.queue.enqueue_call(

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from rq import get_current_job
-from rq.job import Job
+from rq.job import Job, validate_job_id
 
 from configs.settings import QueueSettings, TrackerSettings, load_settings
 from jobs.errors import InputError, StreamsegError
@@ -260,6 +260,10 @@ class JobRunner:
 
     @contextmanager
     def _scratch(self) -> Iterator[Path]:
+        try:
+            validate_job_id(self.job.id)  # RQ checks ids it creates, not ids read from Redis
+        except ValueError as error:
+            raise InputError(f"bad job id {self.job.id!r}: {error}") from None
         scratch = Path(self.settings.work_dir) / self.job.id
         shutil.rmtree(scratch, ignore_errors=True)
         scratch.mkdir(parents=True)

@@ -165,7 +165,6 @@ class StreamsegWorker(SimpleWorker):
             job.retries_left = 0
         if failure.kind == "cancelled":
             self._stopped_job_id = job.id  # RQ then marks the job STOPPED, not FAILED
-            job.connection.delete(job_cancel_key(job.id))
         update: dict = {"error": failure}
         if failure.kind == "transient":
             backoff = self.settings.retry_backoff_s
@@ -174,8 +173,10 @@ class StreamsegWorker(SimpleWorker):
                 "transient_failures": meta.transient_failures + 1,
                 "retry_after": time.time() + delay,
             }
-        try:
+        try:  # Redis may be away: the failure itself is still handled by RQ
             write_meta(job, meta.model_copy(update=update))
+            if failure.kind == "cancelled":
+                job.connection.delete(job_cancel_key(job.id))
         except Exception as error:
             log.warning("could not record the failure of job %s: %s", job.id, error)
         log.warning("job %s failed (%s): %s", job.id, failure.kind, failure.message)

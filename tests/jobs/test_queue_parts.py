@@ -193,6 +193,10 @@ def test_client_submit_status_cancel_without_workers(redis_url, tmp_path):
         jobs.cancel("job-a")
     with pytest.raises(InputError, match="no such job: job-zzz"):
         jobs.get("job-zzz")
+    assert jobs.submit({**SPEC, "output": str(tmp_path)}, job_id="job-a").state == "queued"
+    assert not jobs.redis.exists(job_cancel_key("job-a"))  # a reused id starts uncancelled
+    with pytest.raises(InputError, match="bad job id '../x'"):
+        jobs.submit(SPEC, job_id="../x")
 
 
 def test_job_timeout_follows_the_video_length(redis_url, bear_clip, tmp_path):
