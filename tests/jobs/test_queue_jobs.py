@@ -160,11 +160,16 @@ def test_bad_jobs_fail_at_once_and_the_worker_goes_on(
     unreadable = jobs.submit({**good, "source": str(tmp_path / "not-a-video.mp4")})
     with pytest.raises(InputError, match="labels must be 1"):
         jobs.submit({**good, "prompts": [{"object": 1, "points": [[1, 2]], "labels": [7]}]})
-    last = jobs.submit({**good, "outputs": ["tracks"]})
+    # the next good job reads and writes through fsspec URLs (an image folder, copied first)
+    last = jobs.submit(
+        {**good, "source": f"file://{bear_clip}", "output": f"file://{tmp_path}/good",
+         "outputs": ["tracks"]}
+    )  # fmt: skip
 
     final = jobs.follow(last.id, poll_s=0.2, timeout_s=180)
     assert final.state == "finished", (final.meta.error, worker.started[0].log()[-3000:])
-    assert (tmp_path / "good" / "tracks.json").exists()
+    assert sorted(p.name for p in (tmp_path / "good").iterdir()) == ["manifest.json", "tracks.json"]
+    assert jobs.result(last.id).urls() == [f"file://{tmp_path}/good/tracks.json"]
     expected = {
         pickled.id: ("rejected", "payload is not JSON"),
         foreign.id: ("rejected", "refusing to run 'os.getcwd'"),
