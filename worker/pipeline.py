@@ -152,7 +152,10 @@ def _start_tracker(make_tracker: TrackerFactory, info: VideoInfo, resume: Resume
         return tracker
     if not hasattr(tracker, "restore"):
         raise ResumeFailed(f"{type(tracker).__name__} cannot restore a snapshot")
-    tracker.restore(resume.tracker_state)
+    try:
+        tracker.restore(resume.tracker_state)
+    except Exception as error:  # a damaged or foreign snapshot: start over instead
+        raise ResumeFailed(f"cannot restore the tracker: {error}") from None
     if tracker.frame_idx != resume.frame:
         raise ResumeFailed(f"snapshot is of frame {tracker.frame_idx}, not {resume.frame}")
     return tracker
@@ -163,23 +166,19 @@ class _Clock:
 
     def __init__(self, total: int | None, start: int, report) -> None:
         self.total, self.start, self.report = total, start, report
-        self.began: float | None = None
-        self.began_tracking = time.perf_counter()
+        self.began = self.began_tracking = time.perf_counter()
 
     def tick(self, count: int) -> None:
         now = time.perf_counter()
-        if self.began is None:
-            self.began = now
         if count <= self.start:  # replaying: the rate of the tracking to come is unknown
             self.began_tracking = now
         if self.report is not None:
-            elapsed = now - self.began_tracking
-            tracked = count - self.start
+            elapsed, tracked = now - self.began_tracking, count - self.start
             fps = tracked / elapsed if tracked > 0 and elapsed > 0 else 0.0
             self.report(Progress(count, self.total, fps))
 
     def seconds(self) -> float:
-        return 0.0 if self.began is None else time.perf_counter() - self.began
+        return time.perf_counter() - self.began
 
 
 def _run_frames(video, tracker, prompts, writers, hooks, max_frames, start) -> tuple[int, float]:
