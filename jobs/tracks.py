@@ -207,7 +207,7 @@ class SpoolState:
 
 
 @dataclass(frozen=True)
-class _SpoolLine:
+class SpoolLine:
     frame: int
     obj_id: int
     entry: bytes  # the JSON frame entry, exactly as it goes into tracks.json
@@ -225,7 +225,7 @@ def _spool_header(video: VideoMeta) -> bytes:
     return (json.dumps(header) + "\n").encode()
 
 
-def _read_spool(spool: Path, video: VideoMeta) -> Iterator[_SpoolLine]:
+def read_spool(spool: Path, video: VideoMeta) -> Iterator[SpoolLine]:
     """Complete, well-formed records in order; stops at a torn or unreadable line."""
     with open(spool, "rb") as handle:
         header = handle.readline()
@@ -240,12 +240,12 @@ def _read_spool(spool: Path, video: VideoMeta) -> Iterator[_SpoolLine]:
             yield record
 
 
-def _parse_spool_line(line: bytes, end: int) -> _SpoolLine | None:
+def _parse_spool_line(line: bytes, end: int) -> SpoolLine | None:
     if not line.endswith(b"\n"):
         return None
     try:
         frame, obj_id, entry = line.rstrip(b"\n").split(b" ", 2)
-        record = _SpoolLine(int(frame), int(obj_id), entry, end)
+        record = SpoolLine(int(frame), int(obj_id), entry, end)
     except ValueError:
         return None
     well_formed = entry.startswith(b'{"frame": ' + frame + b",") and entry.endswith(b"}")
@@ -258,7 +258,7 @@ def spool_state(path: str | os.PathLike[str], video: VideoMeta) -> SpoolState | 
     if not spool.exists():
         return None
     records, ids, last = 0, set(), None
-    for line in _read_spool(spool, video):
+    for line in read_spool(spool, video):
         records, last = records + 1, line.frame
         ids.add(line.obj_id)
     return SpoolState(records, len(ids), last)
@@ -336,7 +336,7 @@ class TracksWriter:
                 f"frame {state.complete_before}"
             )
         cut = len(_spool_header(video))
-        for line in _read_spool(self.spool_path, video):
+        for line in read_spool(self.spool_path, video):
             if line.frame >= upto:
                 break
             self._records, self._last_frame, cut = self._records + 1, line.frame, line.end
@@ -437,7 +437,7 @@ def _split_per_object(
         batch = dict(files[start : start + _SPLIT_FILES_AT_ONCE])
         handles = {obj_id: open(path, "wb") for obj_id, path in batch.items()}
         try:
-            for line in _read_spool(spool, video):
+            for line in read_spool(spool, video):
                 handle = handles.get(line.obj_id)
                 if handle is not None:
                     handle.write(line.entry + b"\n")

@@ -26,7 +26,7 @@ import numpy as np
 from jobs.errors import InputError, StreamsegError
 from jobs.overlay import OverlayWriter
 from jobs.prompts import Prompt, validate_prompts
-from jobs.tracks import TracksWriter, VideoMeta, _read_spool, rle_to_mask, spool_path_for
+from jobs.tracks import TracksWriter, VideoMeta, read_spool, rle_to_mask, spool_path_for
 from worker.tracker import FrameResult
 from worker.video_source import Frame, VideoInfo, open_video
 
@@ -286,7 +286,7 @@ def _open_writers(
 def _spooled_frames(spool: Path, meta: VideoMeta) -> Iterator[tuple[int, dict]]:
     """(frame, {object id: tracks.json entry}) for each frame in a spool, in order."""
     frame, entries = None, {}
-    for line in _read_spool(spool, meta):  # the spool's own reader (jobs.tracks)
+    for line in read_spool(spool, meta):  # the spool's own reader (jobs.tracks)
         if line.frame != frame and entries:
             yield frame, entries
             entries = {}
