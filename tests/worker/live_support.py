@@ -13,6 +13,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from jobs.errors import InputError
 from jobs.prompts import Prompt
 from worker.live.sources import Disc, synthetic_frame
 from worker.tracker import FrameResult, ObjectResult
@@ -39,18 +40,23 @@ class SlowTracker:
     """A tracker that takes ``seconds`` per frame (sleeping, so CPU load does not blur it).
 
     Each prompted object's mask is a disc of ``radius`` around its last positive click (or its
-    box): enough to see prompts reach the tracker and masks come back.
+    box): enough to see prompts reach the tracker and masks come back. ``strict``: a prompt
+    without a positive point or a box fails the step of its frame (as the lite tracker's).
     """
 
-    def __init__(self, seconds: float, radius: float = 20.0) -> None:
-        self.seconds, self.radius = seconds, radius
+    def __init__(self, seconds: float, radius: float = 20.0, strict: bool = False) -> None:
+        self.seconds, self.radius, self.strict = seconds, radius, strict
         self.frame_idx = 0
         self.prompts: list[Prompt] = []
         self._centres: dict[int, tuple[float, float]] = {}
+        self._unusable: Prompt | None = None
 
     def add_prompt(self, prompt: Prompt) -> None:
         assert prompt.frame == self.frame_idx, "live prompts go on the next frame"
         self.prompts.append(prompt)
+        if self.strict and prompt.box is None and not any(prompt.labels):
+            self._unusable = prompt  # rejected when its frame runs, as the lite tracker does
+            return
         positives = [p for p, label in zip(prompt.points, prompt.labels, strict=True) if label]
         if prompt.box is not None:
             x0, y0, x1, y1 = prompt.box
@@ -62,6 +68,9 @@ class SlowTracker:
         self._centres.pop(obj_id, None)
 
     def step(self, rgb: np.ndarray) -> FrameResult:
+        if self._unusable is not None:
+            self._unusable = None
+            raise InputError("a point prompt needs at least one positive point")
         deadline = time.perf_counter() + self.seconds
         height, width = rgb.shape[:2]
         objects = {

@@ -273,11 +273,16 @@ def _check_page_actions(driver, trackers: list[RecordingTracker]) -> None:
     def prompts() -> list[Prompt]:
         return [p for t in trackers for p in t.prompts]
 
+    def negative_at(x: float, y: float, start: int):  # (anchored inside the current mask)
+        return next((p for p in prompts()[start:] if p.obj_id == 1 and p.labels[-1] == 0
+                     and p.points[-1] == pytest.approx((x, y), abs=3)), None)  # fmt: skip
+
     _click_frame_point(driver, 20, 20, shift=True)
-    assert wait_until(lambda: any(p.labels == (0,) and p.obj_id == 1 for p in prompts()), 20)
+    assert wait_until(lambda: negative_at(20, 20, 0), 20)
     count = len(prompts())
     _click_frame_point(driver, 300, 220, button="right")
-    assert wait_until(lambda: any(p.labels == (0,) for p in prompts()[count:]), 20)
+    assert wait_until(lambda: negative_at(300, 220, count), 20)
+    assert _status_text(driver, "running"), "a negative click must not stop the session"
 
     driver.find_element(By.ID, "new").click()
     assert wait_until(lambda: driver.execute_script("return window.streamsegLive.selected") == 2, 5)

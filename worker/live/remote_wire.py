@@ -2,8 +2,10 @@
 
 Three streams per session (names in ``jobs.redis_keys``)::
 
-    frames   capture -> tracker  {seq, index, t, jpeg}              MAXLEN ~ FRAMES_MAXLEN
-    results  tracker -> capture  {seq, index, t, ms, skipped, w, h, objects, m<id>...}
+    frames   capture -> tracker  {seq, index, t, jpeg}              MAXLEN ~ FRAMES_MAXLEN,
+                                 and what the tracker skipped is trimmed (XTRIM MINID)
+    results  tracker -> capture  {seq, index, t, ms, skipped, w, h, objects, m<id>...,
+                                 notice (a rejected prompt)}
                                  or {error} or {end}                  MAXLEN ~ RESULTS_MAXLEN
     control  capture -> tracker  {cmd: JSON command or {"type": "end"}}
 
@@ -115,6 +117,7 @@ class WireResult:
     processing_ms: float
     skipped: int
     objects: list[ObjectMask]
+    notice: str | None = None
 
     def to_fields(self, height: int, width: int) -> dict:
         fields = {
@@ -127,6 +130,8 @@ class WireResult:
             "h": height,
         }
         fields["objects"] = json.dumps([{"id": o.obj_id, "score": o.score} for o in self.objects])
+        if self.notice:
+            fields["notice"] = self.notice
         for obj in self.objects:
             fields[f"m{obj.obj_id}"] = pack_mask(obj.mask)
         return fields
@@ -149,6 +154,7 @@ class WireResult:
             float(fields[b"ms"]),
             int(fields[b"skipped"]),
             objects,
+            fields[b"notice"].decode() if b"notice" in fields else None,
         )
 
 

@@ -24,8 +24,8 @@ from configs.settings import TrackerSettings, load_settings
 from jobs.errors import StreamsegError
 from jobs.redis_keys import live_session_keys
 from worker.live import remote_wire as wire
-from worker.live.controls import LiveTracker, PromptBook, command_from_json
-from worker.live.session import track_frame
+from worker.live.controls import LiveTracker, command_from_json
+from worker.live.session import LiveTracking
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class RemoteTrackerLoop:
         self.frames_key, self.results_key, self.control_key = live_session_keys(session_id)
         self.idle_timeout_s = idle_timeout_s
         self._size = (0, 0)
-        self.book = PromptBook(lambda: make_tracker(*self._size))
+        self.tracking = LiveTracking(lambda: make_tracker(*self._size))
         self._frame_id, self._control_id = b"0-0", b"0-0"
         self._last_seq = 0
         self.processed = self.skipped = 0
@@ -106,7 +106,6 @@ class RemoteTrackerLoop:
         return RemoteSummary(self.processed, self.skipped, reason)
 
     def _loop(self) -> str:
-        tracker: LiveTracker | None = None
         last_frame_at = time.monotonic()
         while True:
             if self._drain_control():
@@ -117,23 +116,22 @@ class RemoteTrackerLoop:
                     return f"no frame from the capture side for {self.idle_timeout_s:g} s"
                 continue
             last_frame_at = time.monotonic()
-            tracker = self._process(entry, tracker)
+            self._process(entry)
 
-    def _process(self, frame: wire.WireFrame, tracker: LiveTracker | None) -> LiveTracker | None:
+    def _process(self, frame: wire.WireFrame) -> None:
         started = time.perf_counter()
         rgb = frame.rgb()
         self._size = (rgb.shape[1], rgb.shape[0])
-        tracker = self.book.apply(tracker)
-        objects = track_frame(tracker, rgb)
+        objects = self.tracking.process(rgb)
         self.skipped += max(frame.seq - self._last_seq - 1, 0)
         self._last_seq = frame.seq
         self.processed += 1
         ms = (time.perf_counter() - started) * 1000.0
         result = wire.WireResult(
-            frame.seq, frame.index, frame.captured_at, ms, self.skipped, objects
-        )
+            frame.seq, frame.index, frame.captured_at, ms, self.skipped, objects,
+            self.tracking.notice,
+        )  # fmt: skip
         self._publish(result.to_fields(rgb.shape[0], rgb.shape[1]))
-        return tracker
 
     def _newest_frame(self) -> wire.WireFrame | None:
         """The newest frame after the last one processed; waits up to ``_BLOCK_MS``."""
@@ -156,7 +154,7 @@ class RemoteTrackerLoop:
                 command = wire.control_from_fields(fields)
                 if command.get("type") == wire.END_COMMAND["type"]:
                     return True
-                self.book.submit(command_from_json(command))
+                self.tracking.book.submit(command_from_json(command))
         return False
 
     def _publish(self, fields: dict) -> None:

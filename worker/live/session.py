@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jobs.errors import StreamsegError
+from jobs.errors import InputError, StreamsegError
 from worker.live.capture import Capture, FrameSlot, SourceEnd
 from worker.live.controls import Controls, LiveTracker, PromptBook
 from worker.live.display import Display, ObjectMask, ObjectView
@@ -48,6 +48,7 @@ class SessionState:
     objects: tuple[ObjectView, ...]
     frame: int | None  # capture index of the newest rendered frame
     saved: tuple[str, ...] = ()
+    notice: str | None = None  # the last prompt the tracker rejected, and why
 
     def to_json(self) -> dict:
         return {
@@ -60,6 +61,7 @@ class SessionState:
             "objects": [o.to_json() for o in self.objects],
             "frame": self.frame,
             "saved": list(self.saved),
+            "notice": self.notice,
         }
 
 
@@ -82,8 +84,8 @@ class LiveSession:
     ) -> None:
         info = capture.source.info
         self.capture = capture
-        self.book = PromptBook(make_tracker)
-        self.controls = Controls(info.width, info.height, self.book.submit)
+        self.tracking = LiveTracking(make_tracker)
+        self.controls = Controls(info.width, info.height, self.tracking.book.submit)
         self.display = Display()
         self.stats = LiveStats()
         self.stall_timeout = stall_timeout
@@ -111,7 +113,6 @@ class LiveSession:
             self._finish(end)
 
     def _loop(self) -> SourceEnd | None:
-        tracker: LiveTracker | None = None
         while not self._stop.is_set():
             frame = self.capture.take(_POLL_S)
             if frame is None:
@@ -120,8 +121,7 @@ class LiveSession:
                     return end
                 continue
             started = time.monotonic()
-            tracker = self.book.apply(tracker)
-            objects = track_frame(tracker, frame.rgb)
+            objects = self.tracking.process(frame.rgb)
             shown = self.display.publish(frame.index, frame.captured_at, frame.rgb, objects)
             self.stats.record_frame(
                 frame.captured_at, shown.rendered_at, shown.rendered_at - started
@@ -162,6 +162,7 @@ class LiveSession:
             latest.objects if latest is not None else (),
             latest.capture_index if latest is not None else None,
             tuple(str(p) for p in self.saved),
+            self.tracking.notice,
         )
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -193,9 +194,35 @@ def dropped_count(
     return slot.dropped + skipped
 
 
-def track_frame(tracker: LiveTracker | None, rgb: np.ndarray) -> list[ObjectMask]:
-    """Every object's mask on ``rgb``; nothing (and no model run) while there is no object."""
-    if tracker is None:
-        return []
-    result = tracker.step(rgb)
-    return [ObjectMask(o.obj_id, o.mask, o.score) for o in result.objects.values()]
+class LiveTracking:
+    """A live session's tracker with its prompt book: ``process(rgb)`` once per frame.
+
+    A prompt the tracker rejects (``InputError``, e.g. a click it cannot use) does not end
+    the session: ``notice`` says why, and tracking goes on without it.
+    """
+
+    def __init__(self, make_tracker: Callable[[], LiveTracker]) -> None:
+        self.book = PromptBook(make_tracker)
+        self.tracker: LiveTracker | None = None
+        self.notice: str | None = None
+        self._masks: dict[int, np.ndarray] = {}
+
+    def process(self, rgb: np.ndarray) -> list[ObjectMask]:
+        """Every object's mask on ``rgb``; nothing (and no model run) while none exists."""
+        applied = self.book.apply(self.tracker, self._masks)
+        self.tracker = applied.tracker
+        if applied.prompted:
+            self.notice = applied.notice
+        if self.tracker is None:
+            self._masks = {}
+            return []
+        try:
+            result = self.tracker.step(rgb)
+        except InputError as error:
+            if not applied.prompted:
+                raise
+            self.notice = f"prompt rejected: {error}"
+            return []
+        objects = [ObjectMask(o.obj_id, o.mask, o.score) for o in result.objects.values()]
+        self._masks = {o.obj_id: o.mask for o in objects if o.visible}
+        return objects

@@ -87,7 +87,8 @@ function ms(value) {
 function showState(state) {
   live.state = state;
   document.getElementById("source").textContent = `${state.source} (${state.width}×${state.height})`;
-  setStatus(state.status, state.status === "running" ? state.message : `${state.status}: ${state.message}`);
+  if (state.status === "running" && state.notice) setStatus("error", state.notice);
+  else setStatus(state.status, state.status === "running" ? state.message : `${state.status}: ${state.message}`);
   const stats = state.stats;
   document.getElementById("fps").textContent = stats.fps.toFixed(1);
   document.getElementById("latency").textContent = `${ms(stats.latency_p50_ms)} / ${ms(stats.latency_p95_ms)}`;
