@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -76,6 +77,32 @@ def test_live_command_plays_a_file_to_its_end_and_saves_it(
     tracks = read_tracks(tmp_path / "out" / "tracks.json")
     assert [t.id for t in tracks.objects] == [1]
     assert tracks.objects[0].frames[0].mask()[120, 80]  # the click's frame: the mask is there
+    assert (tmp_path / "out" / "overlay.mp4").stat().st_size > 0
+
+
+def test_sigterm_stops_the_live_command_like_ctrl_c_and_saves(
+    tmp_path: Path, sam2_checkpoint: Path
+) -> None:
+    port = free_port()
+    command = [sys.executable, "-m", "worker.cli", "live", "--source", "synthetic:160x120@10",
+               "--port", str(port), "--save", str(tmp_path / "out"),
+               *_model_flags(sam2_checkpoint)]  # fmt: skip
+    process = subprocess.Popen(
+        command, cwd=PROJECT_ROOT, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    try:
+        assert process.stderr.readline().startswith("streamseg live: open http://127.0.0.1:")
+        assert _post(f"http://127.0.0.1:{port}/api/click", {"x": 40, "y": 60}) == {"obj": 1}
+        time.sleep(2)
+        process.send_signal(signal.SIGTERM)
+        rest = process.communicate(timeout=30)[1]
+    finally:
+        process.kill()
+    assert process.returncode == 0, rest
+    assert "streamseg live: stopped: stopped by the user" in rest
+    tracks = read_tracks(tmp_path / "out" / "tracks.json")
+    assert [t.id for t in tracks.objects] == [1] and tracks.video.num_frames >= 2
     assert (tmp_path / "out" / "overlay.mp4").stat().st_size > 0
 
 

@@ -10,8 +10,12 @@ through Redis streams. Ctrl-C stops; ``--save DIR`` then writes tracks.json and 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from worker.commands.common import add_model_flags, tracker_settings
@@ -174,7 +178,7 @@ def _serve_page(args: argparse.Namespace, session) -> int:
 
     with LiveServer(session, args.host, args.port) as server:
         print(f"streamseg live: open {server.url} (Ctrl-C to stop)", file=sys.stderr)
-        with session:
+        with _sigterm_as_interrupt(), session:
             try:
                 while not session.wait(0.5):
                     pass
@@ -191,6 +195,23 @@ def _serve_page(args: argparse.Namespace, session) -> int:
     if state.status is Status.FAILED:
         raise SourceError(state.message)
     return 0
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (service managers, ``docker stop``) stops the session like Ctrl-C: saved."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _linger(seconds: float) -> None:

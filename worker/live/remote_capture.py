@@ -196,7 +196,7 @@ class RemoteCaptureSession:
                     thread.join(_JOIN_S)
             self.capture.close()
             self._end_remote()
-            message = end.message if end is not None else "stopped"
+            message = end.message if end is not None else "stopped by the user"
             if self.recorder is not None:
                 try:
                     self.saved = self.recorder.close()

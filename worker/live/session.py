@@ -132,7 +132,7 @@ class LiveSession:
 
     def _finish(self, end: SourceEnd | None) -> None:
         self.capture.close()
-        message = end.message if end is not None else "stopped"
+        message = end.message if end is not None else "stopped by the user"
         if self.recorder is not None:
             try:
                 self.saved = self.recorder.close()
