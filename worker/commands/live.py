@@ -52,6 +52,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="S",
         help="keep the page up S seconds after the session ends",
     )
+    _add_remote_flags(parser)
+    add_model_flags(parser)
+    parser.set_defaults(handler=run)
+
+
+def _add_remote_flags(parser: argparse.ArgumentParser) -> None:
     remote = parser.add_argument_group("remote tracking through Redis streams")
     remote.add_argument("--redis", metavar="URL", help="track on a queue worker via this Redis")
     remote.add_argument("--session", help="session id (default: a new random one)")
@@ -72,8 +78,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="S",
         help="tracker side: stop after S seconds without frames",
     )
-    add_model_flags(parser)
-    parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
