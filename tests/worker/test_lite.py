@@ -1,0 +1,230 @@
+"""The weights-included ``lite`` engine: real packaged weights, real DAVIS frames, CPU only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from jobs.errors import InputError
+from jobs.metrics import region_similarity
+from jobs.prompts import Prompt
+from worker.lite.efficientnet_lite0 import (
+    MEAN,
+    STD,
+    EfficientNetLite0,
+    load_efficientnet_lite0,
+    weights_path,
+)
+from worker.lite.features import LiteTrunk
+from worker.lite.prompt_masks import box_mask, points_mask
+from worker.lite.tracker import LiteParams, LiteTracker, cached_trunk
+
+
+def _frames(davis_root: Path, seq: str, count: int) -> tuple[list, list]:
+    names = sorted((davis_root / "JPEGImages" / seq).glob("*.jpg"))[:count]
+    rgbs = [np.asarray(Image.open(p).convert("RGB")) for p in names]
+    gts = [
+        np.asarray(Image.open(davis_root / "Annotations" / seq / f"{p.stem}.png").convert("L"))
+        > 127
+        for p in names
+    ]
+    return rgbs, gts
+
+
+@pytest.fixture(scope="module")
+def net() -> EfficientNetLite0:
+    return load_efficientnet_lite0()
+
+
+@pytest.fixture(scope="module")
+def dog(davis_root: Path) -> tuple[list, list]:
+    return _frames(davis_root, "dog-agility", 10)
+
+
+# ----- network and weights ---------------------------------------------------------------------
+def test_packaged_weights_load_strictly(net: EfficientNetLite0, tmp_path: Path) -> None:
+    state = torch.load(weights_path(), map_location="cpu", weights_only=True)
+    assert set(state) == set(net.state_dict())
+    del state["_blocks.3._depthwise_conv.weight"]
+    torch.save(state, tmp_path / "broken.pth")
+    with pytest.raises(RuntimeError, match="Missing key"):
+        load_efficientnet_lite0(tmp_path / "broken.pth")
+
+
+@torch.inference_mode()
+def test_imagenet_weights_recognise_a_bear(net: EfficientNetLite0, davis_root: Path) -> None:
+    """Checks the definition (SAME padding, ReLU6, BN eps) as much as the weights."""
+    image = Image.open(davis_root / "JPEGImages" / "bear" / "00010.jpg").convert("RGB")
+    x = torch.from_numpy(np.asarray(image.resize((224, 224)), dtype=np.float32) / 255.0)
+    x = (x.permute(2, 0, 1)[None] - torch.tensor(MEAN)[:, None, None]) / torch.tensor(STD)[
+        :, None, None
+    ]
+    probs = net(x).softmax(-1)[0]
+    assert int(probs.argmax()) == 294  # ImageNet "brown bear"
+    assert float(probs[294]) > 0.4
+
+
+@torch.inference_mode()
+def test_folded_trunk_matches_the_network(net: EfficientNetLite0) -> None:
+    image = torch.rand(1, 3, 96, 136) * 255
+    f8, f16 = LiteTrunk(net)(image)
+    x = net.stem(
+        (image / 255 - torch.tensor(MEAN)[:, None, None]) / torch.tensor(STD)[:, None, None]
+    )
+    for i, block in enumerate(net._blocks[:11]):
+        x = block(x)
+        if i == 4:
+            torch.testing.assert_close(f8, x, atol=2e-3, rtol=1e-3)
+    assert f8.shape == (1, 40, 12, 17) and f16.shape == (1, 112, 6, 9)
+    torch.testing.assert_close(f16, x, atol=2e-3, rtol=1e-3)
+
+
+# ----- prompts -> first masks ------------------------------------------------------------------
+def _bbox(mask: np.ndarray) -> tuple[float, float, float, float]:
+    ys, xs = np.nonzero(mask)
+    return float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)
+
+
+def test_box_prompt_grabcut_finds_the_object(dog: tuple[list, list], davis_root: Path) -> None:
+    rgbs, gts = _frames(davis_root, "bear", 1)
+    mask = box_mask(rgbs[0], _bbox(gts[0]))
+    assert mask.shape == gts[0].shape and mask.dtype == bool
+    assert region_similarity(mask, gts[0]) > 0.75
+    x0, y0, x1, y1 = (int(v) for v in _bbox(gts[0]))
+    assert not mask[:y0].any() and not mask[y1:].any()  # nothing outside the box
+    assert not mask[:, :x0].any() and not mask[:, x1:].any()
+
+
+def test_box_on_a_flat_image_falls_back_to_the_ellipse() -> None:
+    mask = box_mask(np.full((64, 96, 3), 128, np.uint8), (20, 10, 60, 50))
+    assert mask[30, 40] and not mask[10, 20] and not mask[0, 0]
+
+
+def test_point_prompt_grows_from_the_click(davis_root: Path) -> None:
+    import cv2
+
+    rgbs, gts = _frames(davis_root, "bear", 1)
+    inside = cv2.distanceTransform(gts[0].astype(np.uint8), cv2.DIST_L2, 5)
+    y, x = np.unravel_index(int(inside.argmax()), inside.shape)
+    tracker = LiteTracker()
+    tracker.add_prompt(Prompt(1, 0, points=((float(x), float(y)),), labels=(1,)))
+    mask = tracker.step(rgbs[0]).objects[1].mask
+    assert mask[y, x]
+    assert region_similarity(mask, gts[0]) > 0.6
+
+
+def test_points_need_a_positive_click(davis_root: Path) -> None:
+    rgbs, _ = _frames(davis_root, "bear", 1)
+    features = torch.nn.functional.normalize(torch.randn(8, 60, 107), dim=0)
+    with pytest.raises(InputError, match="positive"):
+        points_mask(rgbs[0], [(10.0, 10.0)], [0], features)
+
+
+# ----- tracking --------------------------------------------------------------------------------
+def _track(tracker: LiteTracker, rgbs: list, first: np.ndarray) -> list:
+    tracker.add_prompt(Prompt(1, 0, mask=first))
+    return [tracker.step(rgb) for rgb in rgbs]
+
+
+def test_tracks_a_fast_dog_from_its_first_mask(dog: tuple[list, list]) -> None:
+    """A static or one-frame-late mask scores J 0.26 / 0.55 on these frames."""
+    rgbs, gts = dog
+    results = _track(LiteTracker(), rgbs, gts[0])
+    assert results[0].objects[1].mask.tolist() == gts[0].tolist()  # a mask prompt is exact
+    scores = [region_similarity(r.objects[1].mask, gt) for r, gt in zip(results, gts, strict=True)]
+    assert np.mean(scores[1:]) > 0.7 and min(scores[1:]) > 0.5
+    for result in results:
+        obj = result.objects[1]
+        assert obj.score > 0 and obj.visible
+        assert obj.low_res_logits.shape == (1, 1, 44, 80)  # stride 8 of 352x640
+        assert obj.low_res_logits.dtype == torch.float32
+
+
+def test_memory_is_constant_once_the_window_is_full(dog: tuple[list, list]) -> None:
+    rgbs, gts = dog
+    tracker = LiteTracker(LiteParams(num_recent=2))
+    tracker.add_prompt(Prompt(1, 0, mask=gts[0]))
+    sizes, layouts = [], []
+    for rgb in rgbs[:6]:
+        tracker.step(rgb)
+        sizes.append(tracker.memory_nbytes())
+        layouts.append(tracker.bank.objects[1].layout())
+    assert len(set(sizes[2:])) == 1 and sizes[2] > sizes[0]
+    assert layouts[-1] == ((0,), (4, 5), (4, 5))
+    assert tracker.frame_idx == 6 and tracker.object_ids == [1]
+
+
+def test_objects_share_one_readout_and_never_overlap(dog: tuple[list, list]) -> None:
+    rgbs, gts = dog
+    other = np.zeros_like(gts[0])
+    other[300:420, 600:800] = True  # a patch of lawn
+    other &= ~gts[0]
+    tracker = LiteTracker()
+    tracker.add_prompt(Prompt(1, 0, mask=gts[0]))
+    tracker.add_prompt(Prompt(2, 0, mask=other))
+    for rgb in rgbs[:3]:
+        result = tracker.step(rgb)
+    masks = result.objects
+    assert masks[1].mask.any() and masks[2].mask.any()
+    assert not (masks[1].mask & masks[2].mask).any()
+    assert tracker._batches(tracker.object_ids) == [[1, 2]]
+    tracker.remove_object(2)
+    assert list(tracker.step(rgbs[3]).objects) == [1]
+
+
+def test_snapshot_resumes_exactly(dog: tuple[list, list]) -> None:
+    rgbs, gts = dog
+    tracker = LiteTracker(LiteParams(num_recent=2))
+    _track(tracker, rgbs[:3], gts[0])
+    resumed = LiteTracker(LiteParams(num_recent=2))
+    resumed.restore(tracker.snapshot())
+    assert resumed.frame_idx == 3 and resumed.object_ids == [1]
+    for rgb in rgbs[3:5]:
+        a, b = tracker.step(rgb).objects[1], resumed.step(rgb).objects[1]
+        assert np.array_equal(a.mask, b.mask) and a.score == b.score
+        torch.testing.assert_close(a.low_res_logits, b.low_res_logits, rtol=0, atol=0)
+    with pytest.raises(InputError, match="other lite settings"):
+        LiteTracker().restore(tracker.snapshot())
+    with pytest.raises(InputError):
+        LiteTracker().restore(b"not a snapshot")
+
+
+# ----- bad inputs ------------------------------------------------------------------------------
+def test_bad_inputs_are_one_line_errors(dog: tuple[list, list]) -> None:
+    rgbs, gts = dog
+    tracker = LiteTracker()
+    with pytest.raises(InputError, match="uint8"):
+        tracker.step(rgbs[0].astype(np.float32))
+    with pytest.raises(InputError, match="3 channels"):
+        tracker.step(rgbs[0][..., :2].copy())
+    with pytest.raises(InputError, match="cannot be combined"):
+        tracker.add_prompt(Prompt(1, 0, box=(1, 1, 5, 5), mask=gts[0]))
+    with pytest.raises(InputError, match="no points, box or mask"):
+        tracker.add_prompt(Prompt(1, 0))
+    tracker.add_prompt(Prompt(1, 0, mask=np.zeros_like(gts[0])))
+    with pytest.raises(InputError, match="empty"):
+        tracker.step(rgbs[0])
+    tracker = LiteTracker()
+    tracker.add_prompt(Prompt(1, 0, box=(10, 10, 2000, 50)))
+    with pytest.raises(InputError, match="outside"):
+        tracker.step(rgbs[0])
+    tracker = LiteTracker()
+    tracker.step(rgbs[0])  # no object yet: nothing to run, but the frame counts
+    with pytest.raises(InputError, match="after that frame was processed"):
+        tracker.add_prompt(Prompt(1, 0, mask=gts[0]))
+    with pytest.raises(InputError, match="the video is 854x480"):
+        tracker.step(rgbs[1][:240])
+
+
+def test_engine_builds_lite_trackers() -> None:
+    from configs.settings import TrackerSettings
+    from worker.engines import load_engine
+
+    engine = load_engine(TrackerSettings(model="lite"))
+    assert engine.name == "lite" and engine.meta["device"] == "cpu"
+    tracker = engine.make_tracker(None)
+    assert isinstance(tracker, LiteTracker) and tracker.trunk is cached_trunk()

@@ -1,0 +1,179 @@
+"""Memory readout: attention from the current frame to memory frames, top-k in a local window.
+
+For every position of the current frame's stride-8 grid, candidates are the positions of every
+memory frame within ``radius`` cells (Chebyshev distance) of the same place. Conditioning
+(prompted) frames also offer every position of their stride-16 grid, so an object that moved
+far or was occluded can be found again. The affinities (dot products of unit-length features
+divided by ``temperature``) are ranked over all candidates together; the ``top_k`` best are
+softmax-weighted and carry the memory frames' soft masks to the current frame.
+
+The local window is evaluated tile by tile with batched matrix products: a ``tile`` x ``tile``
+block of queries meets a (tile + 2 radius)^2 key patch, and a constant index keeps each query
+to its own window. Key patches are built once per memory frame (``frame_keys``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+
+from memory.lite_entries import FrameKeys
+
+
+@dataclass(frozen=True)
+class ReadoutParams:
+    """Local-window top-k attention settings (window in stride-8 cells)."""
+
+    radius: int = 6
+    top_k: int = 10
+    temperature: float = 0.2
+    tile: int = 8
+    global_conditioning: bool = True
+
+
+@lru_cache(maxsize=8)
+def window_index(tile: int, radius: int) -> torch.Tensor:
+    """int64 (tile^2, (2 radius + 1)^2): patch positions inside each query's own window."""
+    side = tile + 2 * radius
+    win = 2 * radius + 1
+    qy, qx = torch.meshgrid(torch.arange(tile), torch.arange(tile), indexing="ij")
+    oy, ox = torch.meshgrid(torch.arange(win), torch.arange(win), indexing="ij")
+    ky = qy.reshape(-1, 1) + oy.reshape(1, -1)
+    kx = qx.reshape(-1, 1) + ox.reshape(1, -1)
+    return ky * side + kx
+
+
+def _padded(size: int, tile: int) -> int:
+    return -(-size // tile) * tile
+
+
+def patches(x: torch.Tensor, tile: int, radius: int) -> torch.Tensor:
+    """(C, h, w) -> (L, C, (tile + 2 radius)^2) overlapping patches, zero outside the frame."""
+    c, h, w = x.shape
+    hp, wp = _padded(h, tile), _padded(w, tile)
+    x = F.pad(x, (radius, wp - w + radius, radius, hp - h + radius))
+    side = tile + 2 * radius
+    view = x.unfold(1, side, tile).unfold(2, side, tile)  # (C, Ly, Lx, side, side)
+    return view.permute(1, 2, 0, 3, 4).reshape(-1, c, side * side).contiguous()
+
+
+def query_tiles(query: torch.Tensor, tile: int) -> torch.Tensor:
+    """(C, h, w) -> (L, tile^2, C) tiles of the zero-padded query."""
+    c, h, w = query.shape
+    q = F.pad(query, (0, _padded(w, tile) - w, 0, _padded(h, tile) - h))
+    view = q.unfold(1, tile, tile).unfold(2, tile, tile)  # (C, Ly, Lx, tile, tile)
+    return view.permute(1, 2, 3, 4, 0).reshape(-1, tile * tile, c).contiguous()
+
+
+def untile(x: torch.Tensor, h: int, w: int, tile: int) -> torch.Tensor:
+    """(L, tile^2, V) -> (V, h, w)."""
+    ly, lx = _padded(h, tile) // tile, _padded(w, tile) // tile
+    v = x.shape[2]
+    out = x.view(ly, lx, tile, tile, v).permute(4, 0, 2, 1, 3).reshape(v, ly * tile, lx * tile)
+    return out[:, :h, :w]
+
+
+def coarse_keys(keys: torch.Tensor) -> torch.Tensor:
+    """(C, h, w) unit keys -> (C, ceil(h/2) * ceil(w/2)) unit keys on the stride-16 grid."""
+    pooled = F.avg_pool2d(keys[None], 2, ceil_mode=True)[0]
+    return F.normalize(pooled, dim=0).flatten(1)
+
+
+def coarse_values(values: torch.Tensor) -> torch.Tensor:
+    """(V, h, w) soft masks -> (V, n16) on the stride-16 grid."""
+    return F.avg_pool2d(values[None], 2, ceil_mode=True)[0].flatten(1)
+
+
+def frame_keys(keys: torch.Tensor, params: ReadoutParams) -> FrameKeys:
+    """Arrange one frame's (C, h, w) unit keys for reading (done once per memory frame)."""
+    raw = keys.to(torch.float16)
+    full = raw.float()  # what a reloaded state rebuilds from, so resuming is exact
+    return FrameKeys(raw, patches(full, params.tile, params.radius), coarse_keys(full))
+
+
+@lru_cache(maxsize=8)
+def _window_valid(h: int, w: int, tile: int, radius: int) -> torch.Tensor:
+    """bool (L, tile^2, (2 radius + 1)^2): the window position lies inside the frame."""
+    inside = patches(torch.ones(1, h, w), tile, radius)[:, 0]  # (L, S)
+    idx = window_index(tile, radius)
+    return inside[:, idx] > 0
+
+
+def local_scores(
+    q: torch.Tensor, keys: FrameKeys, params: ReadoutParams, hw: tuple
+) -> torch.Tensor:
+    """(L, T, C) query tiles -> (L, T, W^2) affinities to one frame's window, -inf outside."""
+    s = torch.bmm(q, keys.patches)  # (L, T, S)
+    idx = window_index(params.tile, params.radius)
+    s = s.gather(2, idx[None].expand(s.shape[0], -1, -1))
+    return s.masked_fill_(~_window_valid(*hw, params.tile, params.radius), float("-inf"))
+
+
+@dataclass(frozen=True)
+class MemoryFrame:
+    """What the readout needs from one memory frame.
+
+    ``values``: (V, h, w) float32 soft masks (channel 0 background, then one per object);
+    ``conditioning``: a prompted frame, whose coarse keys are also searched globally.
+    """
+
+    keys: FrameKeys
+    values: torch.Tensor
+    conditioning: bool
+
+
+def readout(query: torch.Tensor, memory: list[MemoryFrame], params: ReadoutParams) -> torch.Tensor:
+    """Carry memory soft masks to the current frame.
+
+    Args:
+        query: (C, h, w) float32 unit-length features of the current frame (stride-8 grid).
+        memory: the memory frames (keys arranged by ``frame_keys``), at least one.
+        params: window radius, top-k, temperature, tile size, global search.
+
+    Returns:
+        (V, h, w) float32: per position, the softmax-weighted values of the top-k matches.
+    """
+    _, h, w = query.shape
+    tile, radius = params.tile, params.radius
+    q = query_tiles(query, tile)  # (L, T, C)
+    scores = [local_scores(q, m.keys, params, (h, w)) for m in memory]
+    local_vals = [patches(m.values.float(), tile, radius).transpose(1, 2) for m in memory]
+    glob = [m for m in memory if m.conditioning and params.global_conditioning]
+    scores += [torch.matmul(q, m.keys.coarse) for m in glob]  # (L, T, n16) each
+    n_local = len(memory) * scores[0].shape[2]
+    top, idx = torch.cat(scores, dim=2).topk(params.top_k, dim=2)  # (L, T, k)
+    weights = torch.softmax(top / params.temperature, dim=2)
+    vals = _gather_values(
+        idx, n_local, local_vals, [coarse_values(m.values.float()) for m in glob], params
+    )
+    out = (vals * weights[..., None]).sum(dim=2)  # (L, T, V)
+    return untile(out, h, w, tile)
+
+
+def _gather_values(
+    idx: torch.Tensor,
+    n_local: int,
+    local_vals: list[torch.Tensor],
+    global_vals: list[torch.Tensor],
+    params: ReadoutParams,
+) -> torch.Tensor:
+    """Values of the chosen candidates: idx (L, T, k) -> (L, T, k, V)."""
+    n_l, n_t, k = idx.shape
+    win = window_index(params.tile, params.radius)  # (T, W^2)
+    n_win = win.shape[1]
+    side_sq = local_vals[0].shape[1]
+    is_local = idx < n_local
+    li = idx.clamp(max=n_local - 1)
+    frame, pos = li // n_win, li % n_win
+    table_idx = frame * side_sq + win[torch.arange(n_t)[None, :, None], pos]  # (L, T, k)
+    table = torch.cat(local_vals, dim=1)  # (L, M*S, V)
+    v = table.gather(1, table_idx.reshape(n_l, -1, 1).expand(-1, -1, table.shape[2]))
+    v = v.view(n_l, n_t, k, -1)
+    if global_vals:
+        gtable = torch.cat(global_vals, dim=1).t()  # (Mc*n16, V)
+        gi = (idx - n_local).clamp(min=0)
+        v = torch.where(is_local[..., None], v, gtable[gi])
+    return v
