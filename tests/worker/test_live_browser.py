@@ -102,30 +102,16 @@ def _tinted(pixel: np.ndarray, base: tuple[int, int, int] = DISC_COLOR) -> bool:
     return bool(np.abs(pixel - expected).max() < 30)
 
 
-def _tinted_anything(pixels: np.ndarray) -> bool:
-    """Any probe point (disc or either background check) tinted with object 1's colour."""
-    bases = (DISC_COLOR, (20, 30, 90), (40, 50, 120))
-    return any(_tinted(p, base) for p in pixels for base in bases)
-
-
 @pytest.fixture(scope="module")
-def live_engine(request: pytest.FixtureRequest):
-    """``(name, make_tracker)``: the weights-included lite engine when built, else SAM 2 with
-    random weights (its masks appear at a click but do not follow objects)."""
-    try:
-        from configs.settings import TrackerSettings
-        from worker.engines import load_engine
-        from worker.video_source import VideoInfo
+def make_lite_tracker():
+    """The weights-included ``lite`` engine (a trained model: its masks follow objects)."""
+    from configs.settings import TrackerSettings
+    from worker.engines import load_engine
+    from worker.video_source import VideoInfo
 
-        engine = load_engine(TrackerSettings(model="lite", device="cpu"), show_progress=False)
-        info = VideoInfo(WIDTH, HEIGHT, FPS, None, None, 0, "clip")
-        return "lite", lambda: engine.make_tracker(info)
-    except Exception as error:  # lite not available in this checkout
-        reason = f"{type(error).__name__}: {error}"
-    from worker.tracker import StreamingTracker
-
-    loaded = request.getfixturevalue("loaded_model")
-    return f"sam2-random ({reason})", lambda: StreamingTracker(loaded)
+    engine = load_engine(TrackerSettings(model="lite", device="cpu"), show_progress=False)
+    info = VideoInfo(WIDTH, HEIGHT, FPS, None, None, 0, "clip")
+    return lambda: engine.make_tracker(info)
 
 
 def _sample(driver) -> Sample | None:
@@ -186,12 +172,13 @@ def _drag_box(driver, box: tuple[float, float, float, float]) -> None:
     chain.release().perform()
 
 
-def test_click_in_the_browser_segments_and_follows_the_object(tmp_path: Path, live_engine) -> None:
-    engine_name, make_inner = live_engine
+def test_click_in_the_browser_segments_and_follows_the_object(
+    tmp_path: Path, make_lite_tracker
+) -> None:
     trackers: list[RecordingTracker] = []
 
     def make_tracker() -> RecordingTracker:
-        trackers.append(RecordingTracker(make_inner()))
+        trackers.append(RecordingTracker(make_lite_tracker()))
         return trackers[-1]
 
     clip = write_synthetic_clip(tmp_path / "disc.mp4", num_frames=20 * FPS, fps=FPS)
@@ -202,10 +189,10 @@ def test_click_in_the_browser_segments_and_follows_the_object(tmp_path: Path, li
             driver.get(server.url)
             first = wait_until(lambda: _sample(driver), timeout=20)
             assert first is not None, "the page shows no frame"
-            _check_click_and_follow(driver, first, engine_name)
+            _check_click_and_follow(driver, first)
             _check_page_actions(driver, trackers)
             stats = session.state().stats
-            print(f"\nbrowser e2e with {engine_name}: {stats.summary()}")
+            print(f"\nbrowser e2e with the lite engine: {stats.summary()}")
             page = driver.execute_script("return window.streamsegLive.state.stats")
             assert page["processed"] > 0 and page["latency_p95_ms"] > 0
             assert page["display_p95_ms"] is not None  # the page reports frames it has shown
@@ -216,22 +203,17 @@ def test_click_in_the_browser_segments_and_follows_the_object(tmp_path: Path, li
             assert status == f"ended: {clip} ended after {20 * FPS} frames"  # the page says so
     finally:
         driver.quit()
-    if not engine_name.startswith("lite"):
-        pytest.skip(f"the mask following the object needs a trained model; ran {engine_name}")
 
 
-def _check_click_and_follow(driver, first: Sample, engine_name: str) -> None:
+def _check_click_and_follow(driver, first: Sample) -> None:
     disc = synthetic_disc(first.frame, WIDTH, HEIGHT)
     _click_frame_point(driver, disc.x, disc.y)
     clicked = _sample(driver)  # the frame on screen as the click left the page
-    trained = engine_name.startswith("lite")
-    shown = wait_until(lambda: _mask_shown(driver, trained), timeout=30, interval=0.05)
+    shown = wait_until(lambda: _mask_shown(driver), timeout=30, interval=0.05)
     assert shown is not None, "no mask appeared after the click"
     later = shown.seq - clicked.seq
     print(f"\nthe mask appeared {later} frames after the click")
     assert later <= 5, f"the mask appeared {later} frames after the click"
-    if not engine_name.startswith("lite"):
-        return  # random weights: the mask is right on the prompted frame only
     samples = [shown]
     deadline = time.monotonic() + 25
     while time.monotonic() < deadline and _disc_travel(samples) < 50:
@@ -247,19 +229,16 @@ def _check_click_and_follow(driver, first: Sample, engine_name: str) -> None:
         f"\n{len(samples)} frames: mask on the disc in {np.mean(on_disc):.0%}, "
         f"off the background in {np.mean(off_disc):.0%}"
     )
-    assert np.mean(on_disc) >= 0.8, f"the mask left the disc ({engine_name})"
+    assert np.mean(on_disc) >= 0.8, "the mask left the disc"
     assert np.mean(off_disc) >= 0.8, "the mask spills over the background"
 
 
-def _mask_shown(driver, trained: bool) -> Sample | None:
-    """The displayed frame once object 1's mask is in the overlay: on the disc for a trained
-    model; anywhere for random weights (their mask often takes the background instead)."""
+def _mask_shown(driver) -> Sample | None:
+    """The displayed frame, once object 1's mask is on the disc in the overlay."""
     sample = _sample(driver)
     if sample is None or 1 not in sample.objects:
         return None
-    if trained:
-        return sample if all(_tinted(p) for p in sample.inside) else None
-    return sample if _tinted_anything(np.concatenate([sample.inside, sample.outside])) else None
+    return sample if all(_tinted(p) for p in sample.inside) else None
 
 
 def _disc_travel(samples: list[Sample]) -> float:
