@@ -25,7 +25,7 @@ demo: setup
 
 # The live-mode browser test drives Debian's Chromium; install it when we can (root + apt).
 browser:
-	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	@{ command -v chromium && command -v chromedriver; } >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
 	  && (apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null) \
 	  || echo "chromium not installed: the browser test will be skipped"; }
 
