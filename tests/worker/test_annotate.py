@@ -1,18 +1,19 @@
 """``streamseg annotate``: batches from masks, prompt files and --auto; failures, resume.
 
-Model runs are few and short (3-frame DAVIS clips, the random-weight test model at 256); the
-interrupt-and-restart mechanics run through the command on a stub engine that echoes the prompt.
+Every run is a real one on short DAVIS clips (3 frames): first-frame masks, every export and
+--auto on the random-weight SAM 2 test model at 256; prompts files, interrupt-and-restart and
+reruns on the weights-included ``lite`` engine at 240 (which videos ran is read from their
+rewritten ``tracks.json``). ``--queue`` runs against real Redis and workers:
+``tests/jobs/test_annotate_queue.py``.
 """
 
 from __future__ import annotations
 
-import io
 import itertools
 import json
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 
 import av
 import numpy as np
@@ -21,9 +22,8 @@ import torch
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from jobs.errors import InputError, StreamsegError
+from jobs.errors import InputError
 from jobs.mask_io import read_mask_png
-from jobs.prompts import Prompt
 from jobs.tracks import read_tracks
 from tests.conftest import TEST_IMAGE_SIZE, TEST_MODEL, frames_folder
 from worker.batch.exports import ExportKind, parse_exports
@@ -32,12 +32,19 @@ from worker.batch.manifest import MANIFEST_FILE, OutputRequest, complete_manifes
 from worker.batch.runner import Status, VideoResult
 from worker.batch.summary import exit_code, format_summary
 from worker.cli import main
-from worker.engines import Engine
-from worker.pipeline import SegmentRequest, segment_video
-from worker.tracker import FrameResult, ObjectResult
-from worker.video_source import VideoInfo, open_video
+from worker.video_source import open_video
 
 CLIP = 3  # frames per DAVIS clip
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread() -> Iterator[None]:
+    """One intra-op thread. With other work on the 2 shared cores a second thread mostly
+    waits (this module: ~110 s with two, ~20 s with one); on idle cores both take ~20 s."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def model_args(checkpoint: Path) -> list[str]:
@@ -219,73 +226,54 @@ def test_auto_with_lite_is_a_clear_error(tmp_path: Path, capsys) -> None:
     assert len(err.strip().splitlines()) == 1
 
 
-# ----- interrupt and restart, prompts files (stub engine) --------------------------------------
+# ----- interrupt and restart, prompts files (the lite engine) ---------------------------------
 
-
-class EchoTracker:
-    """Tracks nothing: every frame returns each object's prompt mask (a stub engine)."""
-
-    def __init__(self, info: VideoInfo) -> None:
-        self.frame_idx = 0
-        self.masks: dict[int, np.ndarray] = {}
-        self.shape = (info.height, info.width)
-
-    def add_prompt(self, prompt: Prompt) -> None:
-        mask = np.zeros(self.shape, dtype=bool)
-        if prompt.mask is not None:
-            mask = prompt.mask
-        else:
-            x, y = (int(v) for v in prompt.points[0])
-            mask[max(y - 20, 0) : y + 20, max(x - 20, 0) : x + 20] = True
-        self.masks[prompt.obj_id] = mask
-
-    def step(self, rgb: np.ndarray) -> FrameResult:
-        logits = torch.zeros(1)
-        objects = {i: ObjectResult(i, logits, m, 4.0) for i, m in self.masks.items()}
-        self.frame_idx += 1
-        return FrameResult(self.frame_idx - 1, objects)
-
-
-@pytest.fixture
-def stub_engine(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Replace the model by :class:`EchoTracker`; returns the sources it was started on."""
-    started: list[str] = []
-
-    def make_tracker(info: VideoInfo) -> EchoTracker:
-        started.append(Path(info.source).name)
-        return EchoTracker(info)
-
-    engine = Engine("stub", make_tracker, {"name": "stub"})
-    monkeypatch.setattr("worker.engines.load_engine", lambda settings, show_progress=True: engine)
-    return started
+LITE_ARGS = ["--model", "lite", "--image-size", "240"]  # real weights, CPU, small frames
+BOX = [{"object": 1, "box": [360, 200, 440, 280]}]  # a small box: a quick GrabCut first mask
 
 
 @pytest.fixture
 def prompt_batch(davis_root: Path, tmp_path: Path) -> Path:
-    """in/{a,b,c} (4 DAVIS frames each) and prompts.yaml naming them plus a missing 'ghost'."""
+    """in/{a,b,c} (CLIP DAVIS frames each) and prompts.yaml naming them plus a missing 'ghost'."""
     for name, sequence in (("a", "bear"), ("b", "boat"), ("c", "soccerball")):
-        frames_folder(tmp_path / "in" / name, davis_root / "JPEGImages" / sequence, 0, 4)
-    point = [{"object": 1, "points": [[400, 240]]}]
-    document = {"a": point, "b": {"prompts": point}, "c": point, "ghost": point}
+        frames_folder(tmp_path / "in" / name, davis_root / "JPEGImages" / sequence, 0, CLIP)
+    document = {"a": BOX, "b": {"prompts": BOX}, "c": BOX, "ghost": BOX}
     (tmp_path / "prompts.yaml").write_text(json.dumps(document))  # JSON is valid YAML
     return tmp_path
+
+
+def tracks_stamps(out: Path) -> dict[str, tuple[int, int] | None]:
+    """(inode, mtime) of each video's tracks.json (None if absent): it changes when it ran."""
+    stamps: dict[str, tuple[int, int] | None] = {}
+    for name in ("a", "b", "c"):
+        path = out / name / "tracks.json"
+        stat = path.stat() if path.exists() else None
+        stamps[name] = None if stat is None else (stat.st_ino, stat.st_mtime_ns)
+    return stamps
+
+
+def ran_since(before: dict[str, tuple[int, int] | None], out: Path) -> list[str]:
+    """The videos the engine tracked again since ``before`` (their tracks.json was rewritten)."""
+    after = tracks_stamps(out)
+    return [name for name in after if after[name] is not None and after[name] != before[name]]
 
 
 def _argv(batch: Path) -> list[object]:
     return [
         "annotate", batch / "in", "--prompts", batch / "prompts.yaml", "--out", batch / "out",
-        "--export", "davis,ytvis", "--quiet",
+        "--export", "davis,ytvis", "--quiet", *LITE_ARGS,
     ]  # fmt: skip
 
 
 def test_interrupted_batch_resumes_with_the_rest(
-    prompt_batch: Path, stub_engine: list[str], monkeypatch: pytest.MonkeyPatch, capsys
+    prompt_batch: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
     import worker.batch.runner as runner_module
 
     real = runner_module.segment_video
 
     def ctrl_c_in_b(request, make_tracker, meta, on_progress=None, should_stop=None):
+        """The user's Ctrl-C while video b is at frame 2 (the engine itself is real)."""
         if Path(request.source).name != "b":
             return real(request, make_tracker, meta, on_progress, should_stop)
         calls = itertools.count()
@@ -307,43 +295,49 @@ def test_interrupted_batch_resumes_with_the_rest(
     out = prompt_batch / "out"
     assert (out / "a" / MANIFEST_FILE).is_file()
     assert not (out / "b" / MANIFEST_FILE).exists() and not (out / "b" / "tracks.json").exists()
+    assert not (out / "c").exists()  # never started
     a_manifest = (out / "a" / MANIFEST_FILE).stat().st_mtime_ns
+    before = tracks_stamps(out)
 
     monkeypatch.setattr(runner_module, "segment_video", real)
-    stub_engine.clear()
     code, stdout, _ = run_cli(capsys, *_argv(prompt_batch))
     assert code == 1  # 'ghost' is still reported
-    assert stub_engine == ["b", "c"]  # only the unfinished videos ran
+    assert ran_since(before, out) == ["b", "c"]  # only the unfinished videos ran
     assert [row(stdout, n)[1] for n in ("a", "b", "c")] == ["skipped", "done", "done"]
     assert (out / "a" / MANIFEST_FILE).stat().st_mtime_ns == a_manifest
     for name in ("b", "c"):
-        assert len(list((out / name / "davis").glob("*.png"))) == 4
+        assert row(stdout, name)[2:4] == [str(CLIP), "1"]
+        assert len(list((out / name / "davis").glob("*.png"))) == CLIP
         assert (out / name / "ytvis.json").is_file()
+        assert read_tracks(out / name / "tracks.json").model["name"] == "lite"
 
 
-def test_damaged_or_different_output_runs_again(
-    prompt_batch: Path, stub_engine: list[str], capsys
-) -> None:
-    run_cli(capsys, *_argv(prompt_batch))
+def test_damaged_or_different_output_runs_again(prompt_batch: Path, capsys) -> None:
     out = prompt_batch / "out"
+    code, stdout, _ = run_cli(capsys, *_argv(prompt_batch))
+    assert [row(stdout, n)[1] for n in ("a", "b", "c")] == ["done"] * 3
     (out / "a" / "davis" / "00002.png").write_bytes(b"damaged")
     (out / "b" / "ytvis.json").unlink()
-    stub_engine.clear()
-    run_cli(capsys, *_argv(prompt_batch))
-    assert stub_engine == ["a", "b"]
-    stub_engine.clear()
+    before = tracks_stamps(out)
+    code, stdout, _ = run_cli(capsys, *_argv(prompt_batch))
+    assert ran_since(before, out) == ["a", "b"]
+    assert [row(stdout, n)[1] for n in ("a", "b", "c")] == ["done", "done", "skipped"]
+    assert read_mask_png(out / "a" / "davis" / "00002.png") is not None  # rewritten
+    assert (out / "b" / "ytvis.json").is_file()
+
+    before = tracks_stamps(out)
     code, stdout, _ = run_cli(capsys, *_argv(prompt_batch), "--export", "mot")
-    assert stub_engine == ["a", "b", "c"]  # mot was not part of the earlier request
+    assert ran_since(before, out) == ["a", "b", "c"]  # mot was not part of the earlier request
     assert (out / "c" / "mot.txt").is_file()
-    stub_engine.clear()
-    run_cli(capsys, *_argv(prompt_batch), "--force")
-    assert stub_engine == ["a", "b", "c"]
+
+    before = tracks_stamps(out)
+    code, stdout, _ = run_cli(capsys, *_argv(prompt_batch), "--force")
+    assert ran_since(before, out) == ["a", "b", "c"]
+    assert [row(stdout, n)[1] for n in ("a", "b", "c")] == ["done"] * 3
 
 
-def test_bad_prompt_entry_fails_only_its_video(
-    prompt_batch: Path, stub_engine: list[str], capsys
-) -> None:
-    document = {"a": [{"object": 1, "points": [[400, 240]]}], "b": [{"object": 1}]}
+def test_bad_prompt_entry_fails_only_its_video(prompt_batch: Path, capsys) -> None:
+    document = {"a": BOX, "b": [{"object": 1}]}
     (prompt_batch / "prompts.yaml").write_text(json.dumps(document))
     code, stdout, _ = run_cli(capsys, *_argv(prompt_batch))
     assert code == 1
@@ -410,176 +404,6 @@ def test_summary_table_and_exit_code() -> None:
     assert exit_code(results) == 1
     assert exit_code(results[::2]) == 0
     assert exit_code([VideoResult("x", Status.INTERRUPTED)]) == 130
-
-
-# ----- --queue (an in-process queue double with the API of jobs.queue.JobQueue) ---------------
-
-
-@dataclass(frozen=True)
-class _Progress:
-    frame: int = 0
-    total: int | None = None
-
-
-@dataclass(frozen=True)
-class _Error:
-    message: str
-
-
-@dataclass(frozen=True)
-class _Meta:
-    progress: _Progress = _Progress()
-    error: _Error | None = None
-
-
-@dataclass(frozen=True)
-class _View:
-    id: str
-    state: str
-    spec: object
-    meta: _Meta
-
-    @property
-    def done(self) -> bool:
-        return self.state in ("finished", "failed", "stopped", "canceled")
-
-
-class InlineQueue:
-    """Runs each submitted spec at once on the stub engine, as a worker would: tracks.json
-    then the job's own manifest.json; ``get`` reports 'started' once before the end state."""
-
-    def __init__(self) -> None:
-        self.views: dict[str, _View] = {}
-        self.submitted: list[str] = []
-        self.polls: dict[str, int] = {}
-
-    def submit(self, spec, job_id: str | None = None) -> _View:
-        from jobs.spec import parse_spec
-
-        spec = parse_spec(spec.model_dump(mode="json"))  # as it travels through Redis
-        job_id = job_id or f"job-{len(self.views)}"
-        self.submitted.append(Path(spec.source).name)
-        self.views[job_id] = self._run(job_id, spec)
-        return _View(job_id, "queued", spec, _Meta())
-
-    def get(self, job_id: str) -> _View:
-        if job_id not in self.views:
-            raise InputError(f"no such job: {job_id}")
-        self.polls[job_id] = self.polls.get(job_id, 0) + 1
-        view = self.views[job_id]
-        if self.polls[job_id] == 1:
-            return _View(job_id, "started", view.spec, _Meta(_Progress(1, 4)))
-        return view
-
-    def result(self, job_id: str, check: bool = True):
-        from jobs.storage import open_location, read_manifest
-
-        location = open_location(self.views[job_id].spec.output)
-        return SimpleNamespace(manifest=read_manifest(location))
-
-    def _run(self, job_id: str, spec) -> _View:
-        from jobs.spec import data_url_bytes
-        from jobs.storage import Manifest, ManifestFile, sha256_file
-
-        masks = [data_url_bytes(p.mask) for p in spec.prompts]
-        prompts = [
-            Prompt(p.object, p.frame, mask=np.asarray(Image.open(io.BytesIO(m))) > 0)
-            for p, m in zip(spec.prompts, masks, strict=True)
-        ]
-        request = SegmentRequest(spec.source, Path(spec.output), prompts, write_overlay=False)
-        try:
-            summary = segment_video(request, EchoTracker, {"name": "stub"})
-        except StreamsegError as error:
-            return _View(job_id, "failed", spec, _Meta(error=_Error(str(error))))
-        files = [
-            ManifestFile(name=p.name, size=p.stat().st_size, sha256=sha256_file(p))
-            for p in summary.outputs
-        ]
-        manifest = Manifest(
-            job_id=job_id, spec_digest=spec.digest(), created_at="now",
-            num_frames=summary.num_frames, object_ids=summary.object_ids, files=files,
-        )  # fmt: skip
-        (Path(spec.output) / "manifest.json").write_text(manifest.model_dump_json())
-        return _View(job_id, "finished", spec, _Meta(_Progress(4, 4)))
-
-
-def test_queue_submits_one_job_per_video_and_exports_the_results(
-    davis_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
-) -> None:
-    pytest.importorskip("jobs.queue")
-    for name in ("bear", "boat"):
-        frames_folder(tmp_path / "in" / name, davis_root / "JPEGImages" / name, 0, 4)
-    (tmp_path / "masks").mkdir()
-    for name in ("bear", "boat"):
-        png = davis_root / "Annotations" / name / "00000.png"
-        (tmp_path / "masks" / f"{name}.png").symlink_to(png)
-    box_mask_png(tmp_path / "masks" / "bad.png", 10, 10)
-    frames_folder(tmp_path / "in" / "bad", davis_root / "JPEGImages" / "tennis", 0, 4)
-    queue = InlineQueue()
-    monkeypatch.setattr("jobs.queue.JobQueue.connect", lambda *args, **kwargs: queue)
-    monkeypatch.setattr("worker.batch.queued.time.sleep", lambda seconds: None)
-    argv = [
-        "annotate", tmp_path / "in", "--masks", tmp_path / "masks", "--out", tmp_path / "out",
-        "--queue", "--export", "davis,mot", "--quiet",
-    ]  # fmt: skip
-    code, stdout, _ = run_cli(capsys, *argv)
-    assert code == 1
-    assert queue.submitted == ["bad", "bear", "boat"]
-    assert row(stdout, "bad")[1] == "failed" and "mask is 10x10" in row(stdout, "bad")[-1]
-    for name in ("bear", "boat"):
-        assert row(stdout, name)[1:4] == ["done", "4", "1"]
-        folder = tmp_path / "out" / name
-        assert len(list((folder / "davis").glob("*.png"))) == 4
-        assert (folder / "mot.txt").read_text().count("\n") == 4
-        assert complete_manifest(folder, OutputRequest(("tracks", "davis", "mot"), None, None))
-        assert not (folder / "job.json").exists()
-
-    queue.submitted.clear()
-    code, stdout, _ = run_cli(capsys, *argv)
-    assert queue.submitted == ["bad"]  # the finished videos are skipped
-    assert row(stdout, "bear")[1] == "skipped"
-
-
-def test_queue_follows_a_recorded_job_instead_of_submitting_again(
-    davis_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
-) -> None:
-    pytest.importorskip("jobs.queue")
-    frames_folder(tmp_path / "in" / "bear", davis_root / "JPEGImages" / "bear", 0, 4)
-    (tmp_path / "masks").mkdir()
-    (tmp_path / "masks" / "bear.png").symlink_to(davis_root / "Annotations/bear/00000.png")
-    queue = InlineQueue()
-    monkeypatch.setattr("jobs.queue.JobQueue.connect", lambda *args, **kwargs: queue)
-    monkeypatch.setattr("worker.batch.queued.time.sleep", lambda seconds: None)
-    argv = [
-        "annotate", tmp_path / "in", "--masks", tmp_path / "masks", "--out", tmp_path / "out",
-        "--queue", "--quiet",
-    ]  # fmt: skip
-
-    def interrupt(self, item, view):  # Ctrl-C while the job runs
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr("worker.batch.queued.QueuedBatch.finish", interrupt)
-    code, stdout, _ = run_cli(capsys, *argv)
-    assert code == 130 and row(stdout, "bear")[1] == "pending"
-    assert "job-0 left on the queue" in row(stdout, "bear")[-1]
-    assert json.loads((tmp_path / "out" / "bear" / "job.json").read_text()) == {"job_id": "job-0"}
-
-    monkeypatch.undo()
-    monkeypatch.setattr("jobs.queue.JobQueue.connect", lambda *args, **kwargs: queue)
-    monkeypatch.setattr("worker.batch.queued.time.sleep", lambda seconds: None)
-    code, stdout, _ = run_cli(capsys, *argv)
-    assert code == 0 and queue.submitted == ["bear"]  # the recorded job was collected
-    assert row(stdout, "bear")[1:3] == ["done", "4"] and "job-0" in row(stdout, "bear")[-1]
-
-
-def test_queue_refuses_auto_and_device(tmp_path: Path, capsys) -> None:
-    pytest.importorskip("jobs.queue")
-    (tmp_path / "in").mkdir()
-    base = ["annotate", tmp_path / "in", "--out", tmp_path / "out", "--queue"]
-    code, _, err = run_cli(capsys, *base, "--auto", "2")
-    assert code == 2 and "run it without --queue" in err
-    code, _, err = run_cli(capsys, *base, "--masks", tmp_path, "--device", "cpu")
-    assert code == 2 and "--device is chosen by each worker" in err
 
 
 def test_prompt_sources_read_yaml_and_indexed_masks(tmp_path: Path) -> None:
