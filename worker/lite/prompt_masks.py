@@ -1,8 +1,12 @@
 """First masks from box and point prompts (the ``lite`` encoder has no prompt decoder).
 
-* Box: OpenCV GrabCut (Rother, Kolmogorov and Blake, 2004) initialised with the rectangle,
-  run on a crop around it; components smaller than ``MIN_PART`` of the largest are dropped.
-  If GrabCut keeps nothing, the ellipse inscribed in the box is used.
+* Box: OpenCV GrabCut (Rother, Kolmogorov and Blake, 2004) on a crop around the box, outside
+  the box fixed to background. Inside, the frozen features say where to start: a stride-8 cell
+  whose ``BOX_NEIGHBOURS`` most similar cells (cosine) lie mostly inside the box is probable
+  foreground, one whose look-alikes lie mostly outside (the floor, wall or water the box also
+  covers) probable background. Without features (or no such cell) GrabCut starts from the
+  rectangle. Components smaller than ``MIN_PART`` of the largest are dropped; if nothing is
+  left, the ellipse inscribed in the box is used.
 * Points: the extent comes from the frozen features. Every stride-8 cell whose descriptor is
   closer (cosine) to some positive click's descriptor than ``POINT_SIMILARITY`` and than to
   every negative click, and that is connected to a positive click, is a probable foreground;
@@ -24,6 +28,7 @@ from jobs.errors import InputError
 GRABCUT_ITERATIONS = 5
 BOX_MARGIN = 0.25  # crop around a box, as a fraction of its size
 MIN_PART = 0.05
+BOX_NEIGHBOURS = 10
 POINT_SIMILARITY = 0.2
 POINT_MARGIN = 0.3
 CLICK_RADIUS = 0.01  # fixed disk around a click, as a fraction of the frame diagonal
@@ -40,6 +45,7 @@ def _grabcut(rgb: np.ndarray, init: np.ndarray, rect: tuple | None) -> np.ndarra
     bgr = np.ascontiguousarray(rgb[..., ::-1])
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
     mode = cv2.GC_INIT_WITH_RECT if rect is not None else cv2.GC_INIT_WITH_MASK
+    cv2.setRNGSeed(0)  # GrabCut's k-means draws from OpenCV's global RNG: same input, same mask
     try:
         cv2.grabCut(bgr, init, rect, bgd, fgd, GRABCUT_ITERATIONS, mode)
     except cv2.error:  # a degenerate colour model (e.g. a flat image): keep the init
@@ -61,11 +67,13 @@ def box_mask(
     box: Sequence[float],
     points: Sequence[tuple[float, float]] = (),
     labels: Sequence[int] = (),
+    features: torch.Tensor | None = None,
 ) -> np.ndarray:
     """(H, W, 3) uint8 frame and (x0, y0, x1, y1) pixel box -> (H, W) bool first mask.
 
-    Clicks given with the box are fixed (disks to foreground / background) and GrabCut is
-    run again from its box result.
+    With ``features`` ((C, h, w) unit descriptors) GrabCut starts from the box's
+    feature-distinct cells (``_box_seed``), else from the rectangle alone. Clicks given with
+    the box are then fixed (disks to foreground / background) and GrabCut runs again.
     """
     height, width = rgb.shape[:2]
     x0, y0 = max(0, int(np.floor(box[0]))), max(0, int(np.floor(box[1])))
@@ -74,9 +82,17 @@ def box_mask(
         raise InputError(f"box {tuple(box)} is empty or outside the {width}x{height} frame")
     cx0, cy0, cx1, cy1 = _crop((x0, y0, x1, y1), BOX_MARGIN, (height, width))
     crop = rgb[cy0:cy1, cx0:cx1]
-    init = np.zeros(crop.shape[:2], np.uint8)
-    rect = (x0 - cx0, y0 - cy0, x1 - x0, y1 - y0)
-    fg = _grabcut(crop, init, rect)
+    seed = None if features is None else _box_seed(features, (x0, y0, x1, y1), (height, width))
+    if seed is None:
+        init = np.zeros(crop.shape[:2], np.uint8)
+        fg = _grabcut(crop, init, (x0 - cx0, y0 - cy0, x1 - x0, y1 - y0))
+    else:
+        init = np.full(crop.shape[:2], cv2.GC_BGD, np.uint8)
+        inside = seed[y0:y1, x0:x1]
+        init[y0 - cy0 : y1 - cy0, x0 - cx0 : x1 - cx0] = np.where(
+            inside, cv2.GC_PR_FGD, cv2.GC_PR_BGD
+        )
+        fg = _grabcut(crop, init, None)
     if len(points):
         _draw_clicks(init, points, labels, (cx0, cy0), _click_radius(rgb))
         fg = _grabcut(crop, init, None)
@@ -89,6 +105,35 @@ def box_mask(
         cv2.ellipse(ellipse, centre, ((x1 - x0) // 2, (y1 - y0) // 2), 0, 0, 360, 1, -1)
         mask = ellipse.astype(bool)
     return mask
+
+
+def _box_seed(
+    features: torch.Tensor, box: tuple[int, int, int, int], hw: tuple[int, int]
+) -> np.ndarray | None:
+    """(H, W) bool: cells inside the box whose nearest feature neighbours are mostly inside.
+
+    Background inside a box (floor, wall, water) continues outside it, so most of its
+    ``BOX_NEIGHBOURS`` most similar cells lie outside; the object's lie inside. None when the
+    box covers fewer than two cells or no cell qualifies.
+    """
+    _, h, w = features.shape
+    rows = (np.arange(h) + 0.5) * hw[0] / h
+    cols = (np.arange(w) + 0.5) * hw[1] / w
+    in_rows = (rows >= box[1]) & (rows < box[3])
+    in_cols = (cols >= box[0]) & (cols < box[2])
+    inside = torch.from_numpy((in_rows[:, None] & in_cols[None, :]).reshape(-1))
+    if int(inside.sum()) < 2 or bool(inside.all()):
+        return None
+    flat = features.float().flatten(1)  # (C, N)
+    sims = flat[:, inside].t() @ flat  # (n_in, N)
+    sims[torch.arange(sims.shape[0]), torch.nonzero(inside)[:, 0]] = -float("inf")
+    neighbours = sims.topk(min(BOX_NEIGHBOURS, sims.shape[1] - 1), dim=1).indices
+    fg = torch.zeros(h * w, dtype=torch.bool)
+    fg[inside] = inside[neighbours].float().mean(dim=1) > 0.5
+    if not bool(fg.any()):
+        return None
+    cells = fg.view(h, w).numpy().astype(np.uint8)
+    return cv2.resize(cells, (hw[1], hw[0]), interpolation=cv2.INTER_NEAREST).astype(bool)
 
 
 def _click_radius(rgb: np.ndarray) -> int:

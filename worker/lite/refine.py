@@ -23,7 +23,7 @@ class RefineParams:
 
     radius: int = 8
     eps: float = 1e-3
-    subsample: int = 2
+    subsample: int = 4
 
 
 def _box(x: np.ndarray, radius: int) -> np.ndarray:

@@ -50,7 +50,7 @@ class LiteParams:
     features: FeatureParams = field(default_factory=FeatureParams)
     readout: ReadoutParams = field(default_factory=ReadoutParams)
     refine: RefineParams = field(default_factory=RefineParams)
-    num_recent: int = 4
+    num_recent: int = 2
 
     def policy(self) -> MemoryPolicy:
         """The bank's windows: the last ``num_recent`` frames, keys and masks together."""
@@ -87,6 +87,10 @@ def _entry_from_state(item: list, keys: dict[int, FrameKeys]) -> LiteMemoryEntry
     return LiteMemoryEntry(frame_idx, keys[frame_idx], soft, score)
 
 
+def _projection_state(projection: Projection | None) -> list[torch.Tensor]:
+    return [] if projection is None else [projection.mean.clone(), projection.basis.clone()]
+
+
 def _area_down(mask: np.ndarray, grid: tuple[int, int]) -> torch.Tensor:
     """(H, W) bool -> (h, w) float32 fraction of each stride-8 cell covered."""
     small = cv2.resize(mask.astype(np.float32), grid[::-1], interpolation=cv2.INTER_AREA)
@@ -105,7 +109,7 @@ class LiteTracker:
     def __init__(self, params: LiteParams | None = None, trunk: LiteTrunk | None = None) -> None:
         self.params = params or LiteParams()
         self.trunk = trunk or cached_trunk()
-        self.bank = MemoryBank(self.params.policy(), storage_dtype=torch.float16)
+        self.bank = MemoryBank(self.params.policy())
         self.frame_idx = 0
         self.frame_hw: tuple[int, int] | None = None
         self.projection: Projection | None = None  # fitted on the first prompted frame
@@ -162,12 +166,7 @@ class LiteTracker:
             "params": repr(self.params),
             "frame_idx": self.frame_idx,
             "frame_hw": list(self.frame_hw or ()),
-            "projection": []
-            if self.projection is None
-            else [
-                self.projection.mean.clone(),
-                self.projection.basis.clone(),
-            ],
+            "projection": _projection_state(self.projection),
             "keys": [[f, raw] for f, raw in sorted(keys.items())],
             "objects": objects,
         }
@@ -277,7 +276,7 @@ class LiteTracker:
         if prompt.mask is not None:
             return np.asarray(prompt.mask, dtype=bool)
         if prompt.box is not None:
-            return box_mask(rgb, prompt.box, prompt.points, prompt.labels)
+            return box_mask(rgb, prompt.box, prompt.points, prompt.labels, query)
         return points_mask(rgb, prompt.points, prompt.labels, query)
 
     def _batches(self, obj_ids: list[int]) -> list[list[int]]:
