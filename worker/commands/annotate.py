@@ -4,9 +4,9 @@ INPUTS are video files, folders of videos, or image-sequence folders (DAVIS ``JP
 one of its sequences). Each video's prompts come from ``--prompts FILE`` (JSON or YAML, video
 name -> the core's prompt list), ``--masks DIR`` (first-frame masks: ``DIR/<video>.png`` or a
 DAVIS ``Annotations`` root) or ``--auto N`` (SAM 2's automatic masks on the first frame, the N
-best). Each video goes to ``DIR/<video>/``; ``annotate-manifest.json`` is written last and a rerun skips
-videos whose output it shows complete. A summary table closes the run; a video's failure is
-reported in it and does not stop the others.
+best). Each video goes to ``DIR/<video>/``; ``annotate-manifest.json`` is written last and a
+rerun skips videos whose output it shows complete. A summary table closes the run; a video's
+failure is reported in it and does not stop the others.
 """
 
 from __future__ import annotations
