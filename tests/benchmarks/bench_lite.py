@@ -140,7 +140,7 @@ def markdown(
     ]
     if report is not None:
         lines += ["", "## Quality: first-frame mask -> every later frame (DAVIS metrics)", ""]
-        lines += ["| sequence | J | F | J&F | fps (incl. scoring-free tracking) |"]
+        lines += ["| sequence | J | F | J&F | tracking fps |"]
         lines += ["| --- | ---: | ---: | ---: | ---: |"]
         for seq in report.sequences:
             lines.append(
