@@ -31,3 +31,26 @@ def test_sample_video_decodes_to_the_frames(tmp_path):
     reference = list(sample_frames(spec))
     error = np.abs(decoded[4].rgb.astype(int) - reference[4].rgb.astype(int)).mean()
     assert error < 6  # H.264 at crf 18: close to the source
+
+
+def test_demo_runs_offline_on_lite_and_tracks_the_object(tmp_path, monkeypatch, capsys):
+    """The README's main job: no checkpoint anywhere -> the lite engine, real J&F printed."""
+    from jobs.tracks import read_tracks
+    from worker.cli import main
+
+    monkeypatch.setenv("STREAMSEG_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setenv("STREAMSEG_MODEL_MIRROR", "http://127.0.0.1:9")  # no network either
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "using the built-in 'lite' model" in captured.err
+    jf = float(captured.out.strip().splitlines()[-1].rsplit(":", 1)[1])
+    assert jf >= 0.8, captured.out
+    tracks = read_tracks(out / "tracks.json")
+    assert tracks.model["name"] == "lite" and tracks.video.num_frames == SampleSpec().frames
+    truth = list(sample_frames(SampleSpec()))
+    last = tracks.masks_at(len(truth) - 1)[1]
+    iou = (last & truth[-1].mask).sum() / (last | truth[-1].mask).sum()
+    assert iou > 0.8  # still on the object at the end, after it moved across the frame
+    with open_video(out / "overlay.mp4") as overlay:
+        assert sum(1 for _ in overlay) == SampleSpec().frames
