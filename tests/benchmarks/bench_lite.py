@@ -1,6 +1,6 @@
 """``--model lite`` benchmark: DAVIS-2016 train quality and CPU speed at 854x480.
 
-    python tests/benchmarks/bench_lite.py --threads 2 --out BENCHMARKS-lite.md
+    python tests/benchmarks/bench_lite.py --threads 2 --out /tmp/lite-bench.md
 
 Quality: each of the ten sequences is tracked from its first-frame ground-truth mask and every
 later frame is scored with the DAVIS metrics of ``jobs.metrics`` (J, F, J&F; first and last
