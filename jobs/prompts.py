@@ -203,3 +203,16 @@ def validate_prompts(prompts: Sequence[Prompt], width: int, height: int) -> None
                 raise InputError(f"{where}: mask is {w}x{h}, the video is {width}x{height}")
             if not prompt.mask.any():
                 raise InputError(f"{where}: mask prompt is empty (no non-zero pixel)")
+
+
+def check_prompt_timing(prompt: Prompt, next_frame: int) -> None:
+    """A tracker's check on a prompt it is handed: well-formed and not for a past frame."""
+    if prompt.frame < next_frame:
+        raise InputError(
+            f"prompt for object {prompt.obj_id} on frame {prompt.frame} arrived after that "
+            f"frame was processed (next frame is {next_frame})"
+        )
+    if prompt.mask is not None and (prompt.points or prompt.box):
+        raise InputError("a mask prompt cannot be combined with points or a box")
+    if prompt.mask is None and not prompt.points and prompt.box is None:
+        raise InputError(f"prompt for object {prompt.obj_id} has no points, box or mask")

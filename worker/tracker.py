@@ -17,8 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from jobs.errors import InputError
-from jobs.prompts import Prompt
+from jobs.prompts import Prompt, check_prompt_timing
 from memory.bank import MemoryBank
 from memory.entries import MemoryEntry
 from memory.policy import MemoryPolicy
@@ -92,13 +91,7 @@ class StreamingTracker:
     # ----- prompts and objects -------------------------------------------------------------
     def add_prompt(self, prompt: Prompt) -> None:
         """Queue ``prompt`` for its frame (which must not be processed yet)."""
-        if prompt.frame < self.frame_idx:
-            raise InputError(
-                f"prompt for object {prompt.obj_id} on frame {prompt.frame} arrived after that "
-                f"frame was processed (next frame is {self.frame_idx})"
-            )
-        if prompt.mask is not None and (prompt.points or prompt.box):
-            raise InputError("a mask prompt cannot be combined with points or a box")
+        check_prompt_timing(prompt, self.frame_idx)
         self._pending[prompt.frame][prompt.obj_id] = prompt
 
     def remove_object(self, obj_id: int) -> None:

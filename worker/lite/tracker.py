@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from jobs.errors import InputError
-from jobs.prompts import Prompt, validate_prompts
+from jobs.prompts import Prompt, check_prompt_timing, validate_prompts
 from memory.bank import MemoryBank
 from memory.lite_entries import FrameKeys, LiteMemoryEntry, unique_nbytes
 from memory.policy import MemoryPolicy
@@ -118,15 +118,7 @@ class LiteTracker:
     # ----- prompts and objects -------------------------------------------------------------
     def add_prompt(self, prompt: Prompt) -> None:
         """Queue ``prompt`` for its frame (which must not be processed yet)."""
-        if prompt.frame < self.frame_idx:
-            raise InputError(
-                f"prompt for object {prompt.obj_id} on frame {prompt.frame} arrived after that "
-                f"frame was processed (next frame is {self.frame_idx})"
-            )
-        if prompt.mask is not None and (prompt.points or prompt.box):
-            raise InputError("a mask prompt cannot be combined with points or a box")
-        if prompt.mask is None and not prompt.points and prompt.box is None:
-            raise InputError(f"prompt for object {prompt.obj_id} has no points, box or mask")
+        check_prompt_timing(prompt, self.frame_idx)
         self._pending[prompt.frame][prompt.obj_id] = prompt
 
     def remove_object(self, obj_id: int) -> None:
