@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,8 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import PROJECT_ROOT, TEST_IMAGE_SIZE, TEST_MODEL, frames_folder
-
-REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+from tests.redis_support import REDIS_SERVER, free_port, redis_server  # noqa: F401
 
 # Settings of the test workers (see configs.settings.QueueSettings).
 FAST_WORKER_ENV = {
@@ -34,43 +32,13 @@ FAST_WORKER_ENV = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A private redis-server (never port 6379), stopped at the end of the session."""
-    if not os.path.exists(REDIS_SERVER):
+    if shutil.which("redis-server") is None and not os.path.exists(REDIS_SERVER):
         pytest.skip("redis-server is not installed")
-    port = free_port()
-    folder = tmp_path_factory.mktemp("redis")
-    process = subprocess.Popen(
-        [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", str(folder)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    url = f"redis://127.0.0.1:{port}/0"
-    _wait_for_port(port, process)
-    yield url
-    process.terminate()
-    process.wait(timeout=10)
-
-
-def _wait_for_port(port: int, process: subprocess.Popen, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"redis-server exited with {process.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("redis-server did not start")
+    with redis_server(tmp_path_factory.mktemp("redis")) as url:
+        yield url
 
 
 @pytest.fixture
