@@ -134,7 +134,7 @@ def speed(opts: argparse.Namespace) -> None:
         "| streamseg peak MB | official peak MB |"
     )
     print("|---|---|---|---|---|---|")
-    for objects in (1, 4):
+    for objects in opts.counts:
         runs = {impl: [] for impl in ("streamseg", "official")}
         for _ in range(opts.repeats):  # interleaved, so both see the same machine noise
             for impl in runs:
@@ -162,6 +162,10 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=40, help="speed: frames per run")
     parser.add_argument("--long", type=int, default=600, help="memory: long run length")
     parser.add_argument("--repeats", type=int, default=3, help="speed: runs per cell")
+    parser.add_argument(
+        "--counts", type=lambda t: [int(x) for x in t.split(",")], default=[1, 4],
+        help="speed: object counts, comma-separated",
+    )  # fmt: skip
     parser.add_argument(
         "--workdir", type=Path, default=Path(tempfile.gettempdir()) / "streamseg-bench"
     )
