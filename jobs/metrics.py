@@ -228,16 +228,21 @@ class EvalReport:
         return tuple(o for s in self.sequences for o in s.objects)
 
     @property
+    def overall(self) -> SequenceScores:
+        """Every object of every sequence pooled, as the official totals do."""
+        return SequenceScores("overall", self.objects)
+
+    @property
     def j(self) -> Statistics:
-        return Statistics.average([o.j for o in self.objects])
+        return self.overall.j
 
     @property
     def f(self) -> Statistics:
-        return Statistics.average([o.f for o in self.objects])
+        return self.overall.f
 
     @property
     def jf_mean(self) -> float:
-        return (self.j.mean + self.f.mean) / 2
+        return self.overall.jf_mean
 
     def to_json(self, indent: int | None = 2) -> str:
         """The report as JSON text (NaN written as null)."""

@@ -216,3 +216,25 @@ def check_prompt_timing(prompt: Prompt, next_frame: int) -> None:
         raise InputError("a mask prompt cannot be combined with points or a box")
     if prompt.mask is None and not prompt.points and prompt.box is None:
         raise InputError(f"prompt for object {prompt.obj_id} has no points, box or mask")
+
+
+class PendingPrompts:
+    """Prompts a tracker has been handed for frames it has not processed yet."""
+
+    def __init__(self) -> None:
+        self._by_frame: dict[int, dict[int, Prompt]] = {}
+
+    def add(self, prompt: Prompt, next_frame: int) -> None:
+        check_prompt_timing(prompt, next_frame)
+        self._by_frame.setdefault(prompt.frame, {})[prompt.obj_id] = prompt
+
+    def drop_object(self, obj_id: int) -> None:
+        for prompts in self._by_frame.values():
+            prompts.pop(obj_id, None)
+
+    def take(self, frame: int) -> dict[int, Prompt]:
+        """The prompts for ``frame`` by object id, removed from the queue."""
+        return self._by_frame.pop(frame, {})
+
+    def clear(self) -> None:
+        self._by_frame.clear()

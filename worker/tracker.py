@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from jobs.prompts import Prompt, check_prompt_timing
+from jobs.prompts import PendingPrompts, Prompt
 from memory.bank import MemoryBank
 from memory.entries import MemoryEntry
 from memory.policy import MemoryPolicy
@@ -86,18 +86,16 @@ class StreamingTracker:
         )
         self.num_frames = num_frames if num_frames else UNKNOWN_LENGTH
         self.frame_idx = 0
-        self._pending: dict[int, dict[int, Prompt]] = defaultdict(dict)
+        self._pending = PendingPrompts()
 
     # ----- prompts and objects -------------------------------------------------------------
     def add_prompt(self, prompt: Prompt) -> None:
         """Queue ``prompt`` for its frame (which must not be processed yet)."""
-        check_prompt_timing(prompt, self.frame_idx)
-        self._pending[prompt.frame][prompt.obj_id] = prompt
+        self._pending.add(prompt, self.frame_idx)
 
     def remove_object(self, obj_id: int) -> None:
         self.bank.remove(obj_id)
-        for prompts in self._pending.values():
-            prompts.pop(obj_id, None)
+        self._pending.drop_object(obj_id)
 
     def snapshot(self) -> bytes:
         """The tracker's memory before the next frame, for crash-resume (safe to load)."""
@@ -128,7 +126,7 @@ class StreamingTracker:
         t = self.frame_idx
         with self.loaded.autocast():
             features = _FrameFeatures(self.model.forward_image(image), video_hw)
-            prompts = self._pending.pop(t, {})
+            prompts = self._pending.take(t)
             results: dict[int, ObjectResult] = {}
             for obj_id in sorted(prompts):
                 results[obj_id] = self._run_prompted(t, prompts[obj_id], features)

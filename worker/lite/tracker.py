@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from jobs.errors import InputError
-from jobs.prompts import Prompt, check_prompt_timing, validate_prompts
+from jobs.prompts import PendingPrompts, Prompt, validate_prompts
 from memory.bank import MemoryBank
 from memory.lite_entries import FrameKeys, LiteMemoryEntry, unique_nbytes
 from memory.policy import MemoryPolicy
@@ -113,18 +113,16 @@ class LiteTracker:
         self.frame_idx = 0
         self.frame_hw: tuple[int, int] | None = None
         self.projection: Projection | None = None  # fitted on the first prompted frame
-        self._pending: dict[int, dict[int, Prompt]] = defaultdict(dict)
+        self._pending = PendingPrompts()
 
     # ----- prompts and objects -------------------------------------------------------------
     def add_prompt(self, prompt: Prompt) -> None:
         """Queue ``prompt`` for its frame (which must not be processed yet)."""
-        check_prompt_timing(prompt, self.frame_idx)
-        self._pending[prompt.frame][prompt.obj_id] = prompt
+        self._pending.add(prompt, self.frame_idx)
 
     def remove_object(self, obj_id: int) -> None:
         self.bank.remove(obj_id)
-        for prompts in self._pending.values():
-            prompts.pop(obj_id, None)
+        self._pending.drop_object(obj_id)
 
     @property
     def object_ids(self) -> list[int]:
@@ -208,7 +206,7 @@ class LiteTracker:
     @torch.inference_mode()
     def _step(self, rgb: np.ndarray) -> FrameResult:
         t = self.frame_idx
-        prompts = self._pending.pop(t, {})
+        prompts = self._pending.take(t)
         if not prompts and not self.bank.objects:
             self.frame_idx += 1
             return FrameResult(t, {})
