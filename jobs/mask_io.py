@@ -26,7 +26,8 @@ import numpy as np
 from PIL import Image
 
 from jobs.errors import InputError
-from jobs.exports import ExportVideo, FrameMasks
+from jobs.exports import ExportVideo, FrameMasks, one_label_per_pixel
+from jobs.tracks import rle_to_mask
 
 VOID_LABEL = 255
 _MAX_PNG_ID = 254
@@ -127,27 +128,43 @@ def read_mask_folder(folder: Path) -> Iterator[FrameMasks]:
         yield FrameMasks(frame=frame, masks=read_mask_png(path))
 
 
-def labels_from_masks(masks: Mapping[int, np.ndarray], shape: tuple[int, int]) -> np.ndarray:
-    """uint8 (H, W) label map of ``{obj_id: bool (H, W)}``; higher ids win where masks overlap."""
-    labels = np.zeros(shape, dtype=np.uint8)
-    for obj_id, mask in sorted(masks.items()):
+def labels_from_masks(
+    masks: Mapping[int, np.ndarray],
+    shape: tuple[int, int],
+    scores: Mapping[int, float] | None = None,
+) -> np.ndarray:
+    """uint8 (H, W) label map of ``{obj_id: bool (H, W)}``, one label per pixel.
+
+    Where masks overlap, the highest score wins (ties: the lower id), by
+    :func:`jobs.exports.one_label_per_pixel`; ``scores`` missing: the lower id wins.
+    """
+    for obj_id, mask in masks.items():
         if not 1 <= obj_id <= _MAX_PNG_ID:
             raise InputError(f"object id {obj_id} does not fit an indexed PNG (1..{_MAX_PNG_ID})")
         if np.shape(mask) != shape:
             raise InputError(f"object {obj_id}: mask shape {np.shape(mask)} is not {shape}")
-        labels[np.asarray(mask, dtype=bool)] = obj_id
+    labels = np.zeros(shape, dtype=np.uint8)
+    for obj_id, mask in one_label_per_pixel(masks, scores).items():
+        labels[mask] = obj_id
     return labels
 
 
-def write_indexed_png(path: Path, masks: Mapping[int, np.ndarray], shape: tuple[int, int]) -> None:
+def write_indexed_png(
+    path: Path,
+    masks: Mapping[int, np.ndarray],
+    shape: tuple[int, int],
+    scores: Mapping[int, float] | None = None,
+) -> None:
     """Write ``{obj_id: bool (H, W)}`` as an indexed PNG with the DAVIS palette (0 = background).
 
     Args:
         path: the PNG file to write.
         masks: the frame's object masks; ids 1..254.
         shape: (H, W) of the frame, used when ``masks`` is empty.
+        scores: per object; where masks overlap the highest score keeps the pixel (ties and
+            no scores: the lower id), see :func:`labels_from_masks`.
     """
-    image = Image.fromarray(labels_from_masks(masks, shape))
+    image = Image.fromarray(labels_from_masks(masks, shape, scores))
     image.putpalette(davis_palette().tobytes())  # makes the greyscale image indexed
     image.save(path, format="PNG")
 
@@ -187,18 +204,8 @@ class TrackedVideo:
 
 def decode_rle(rle: Mapping[str, object]) -> np.ndarray:
     """bool (H, W) mask of a COCO RLE ``{"size": [h, w], "counts": str | bytes | list}``."""
-    from pycocotools import mask as mask_utils
-
     try:
-        height, width = (int(v) for v in rle["size"])  # type: ignore[union-attr]
-        counts = rle["counts"]
-        if isinstance(counts, list):
-            uncompressed = {"size": [height, width], "counts": counts}
-            coded = mask_utils.frPyObjects(uncompressed, height, width)
-        else:
-            raw = counts.encode("ascii") if isinstance(counts, str) else counts
-            coded = {"size": [height, width], "counts": raw}
-        return mask_utils.decode(coded).astype(bool)
+        return rle_to_mask(rle)  # type: ignore[arg-type]
     except (KeyError, TypeError, ValueError) as error:
         raise InputError(f"invalid COCO RLE mask: {error}") from error
 

@@ -8,6 +8,7 @@ be complete before writing keep only compressed run-length encodings in memory.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -15,6 +16,7 @@ from typing import Protocol
 import numpy as np
 
 from jobs.errors import InputError
+from jobs.tracks import mask_bbox as tracks_mask_bbox
 
 DEFAULT_LABEL = "object"
 
@@ -57,7 +59,10 @@ class FrameMasks:
         frame: 0-based frame index.
         masks: ``{obj_id: bool (H, W) mask}``; an object absent from the dict (or with an empty
             mask) is not visible in this frame.
-        scores: ``{obj_id: confidence in [0, 1]}``; a missing score counts as 1.0.
+        scores: ``{obj_id: confidence}``, higher is surer: a probability in [0, 1] or the
+            tracker's score logit (exporters that write it say which); a missing score counts
+            as 1.0. Where masks overlap it decides which object keeps a pixel
+            (:func:`one_label_per_pixel`).
     """
 
     frame: int
@@ -74,6 +79,47 @@ class FrameMasks:
             for obj_id, mask in sorted(self.masks.items())
             if np.any(mask)
         }
+
+    def one_label_per_pixel(self) -> dict[int, np.ndarray]:
+        """The visible masks made disjoint by :func:`one_label_per_pixel` (DAVIS, eval)."""
+        return one_label_per_pixel(self.visible(), {i: self.score(i) for i in self.masks})
+
+
+def one_label_per_pixel(
+    masks: Mapping[int, np.ndarray], scores: Mapping[int, float] | None = None
+) -> dict[int, np.ndarray]:
+    """Disjoint copies of overlapping masks: each pixel goes to one object only.
+
+    Where masks overlap, the object with the highest score keeps the pixel; on equal scores
+    the lower id keeps it. This is how SAM 2's ``tools/vos_inference.py`` packs objects into
+    one DAVIS label map (``non_overlap_masks``: the highest-scoring object at each location;
+    ``put_per_obj_mask``: the lower id last). ``tracks.json`` keeps one score logit per object
+    and frame, not per pixel, so that score decides. Used by the DAVIS PNG export and by
+    ``streamseg eval``, so both see the same label map.
+
+    Args:
+        masks: ``{obj_id: bool (H, W)}``, all the same shape.
+        scores: ``{obj_id: score}``; a missing score counts as 1.0.
+
+    Returns:
+        ``{obj_id: bool (H, W)}`` in increasing id order; objects left with no pixel are dropped.
+    """
+    scores = scores or {}
+
+    def rank(obj_id: int) -> tuple[float, int]:
+        score = float(scores.get(obj_id, 1.0))
+        return (math.inf if math.isnan(score) else -score, obj_id)  # NaN loses every pixel
+
+    winners_first = sorted(masks, key=rank)
+    taken: np.ndarray | None = None
+    disjoint: dict[int, np.ndarray] = {}
+    for obj_id in winners_first:
+        mask = np.asarray(masks[obj_id], dtype=bool)
+        kept = mask if taken is None else mask & ~taken
+        taken = kept.copy() if taken is None else taken | kept
+        if kept.any():
+            disjoint[obj_id] = kept
+    return dict(sorted(disjoint.items()))
 
 
 def check_frame(frame: FrameMasks, video: VideoLike, previous: int) -> None:
@@ -97,17 +143,12 @@ def check_frame(frame: FrameMasks, video: VideoLike, previous: int) -> None:
 
 
 def mask_bbox(mask: np.ndarray) -> tuple[int, int, int, int] | None:
-    """Tight box ``(x, y, w, h)`` in pixels of a bool (H, W) mask; None if it is empty."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    if rows.size == 0:
-        return None
-    cols = np.flatnonzero(mask.any(axis=0))
-    return (
-        int(cols[0]),
-        int(rows[0]),
-        int(cols[-1] - cols[0] + 1),
-        int(rows[-1] - rows[0] + 1),
-    )
+    """Tight box ``(x, y, w, h)`` of a bool (H, W) mask (COCO, 0-based); None if it is empty.
+
+    The same box as ``tracks.json`` holds (:func:`jobs.tracks.mask_bbox`, zeros when empty).
+    """
+    x, y, w, h = tracks_mask_bbox(np.asarray(mask, dtype=bool))
+    return None if w == 0 else (x, y, w, h)
 
 
 def label_for(labels: Mapping[int, str] | None, obj_id: int) -> str:

@@ -1,5 +1,9 @@
 """DAVIS export: one indexed PNG per frame (``00000.png``...), 0 = background, id = palette index.
 
+One label per pixel: where masks overlap, the object with the highest score keeps the pixel
+(ties: the lower id), by :func:`jobs.exports.one_label_per_pixel`, as SAM 2's
+``tools/vos_inference.py`` does and as ``streamseg eval`` reads a ``tracks.json``.
+
 Written as frames arrive; frames missing from the stream are written as all-background PNGs so
 that the folder always holds ``num_frames`` files, as DAVIS evaluation expects.
 """
@@ -37,7 +41,8 @@ def write_davis_pngs(out_dir: Path, video: VideoLike, frames: Iterable[FrameMask
         check_frame(item, video, previous)
         for gap in range(previous + 1, item.frame):
             write_indexed_png(out_dir / frame_png_name(gap), {}, shape)
-        write_indexed_png(out_dir / frame_png_name(item.frame), item.visible(), shape)
+        masks = item.one_label_per_pixel()
+        write_indexed_png(out_dir / frame_png_name(item.frame), masks, shape)
         previous = item.frame
     for gap in range(previous + 1, video.num_frames):
         write_indexed_png(out_dir / frame_png_name(gap), {}, shape)

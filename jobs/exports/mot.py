@@ -1,7 +1,10 @@
 """MOTChallenge export: one text line per visible object per frame.
 
-Line format: ``frame,id,x,y,w,h,conf,-1,-1,-1`` with 1-based frame numbers, the tight box of
-the mask in pixels (x, y: left and top, 0-based like COCO) and the tracker's score as ``conf``.
+Line format: ``frame,id,bb_left,bb_top,bb_width,bb_height,conf,-1,-1,-1``. Frame numbers and
+pixel coordinates are 1-based, as in MOTChallenge's ground truth (a Matlab convention:
+py-motmetrics subtracts 1 from bb_left and bb_top when it reads; TrackEval compares the numbers
+as they are, against ground truth in that convention): a box whose COCO
+``[x, y, w, h]`` is ``[0, 0, 4, 3]`` is written ``1,1,4,3``. ``conf`` is the tracker's score.
 Written as frames arrive.
 """
 
@@ -12,6 +15,8 @@ from pathlib import Path
 
 from jobs.exports import FrameMasks, VideoLike, check_frame, mask_bbox
 
+MOT_ORIGIN = 1  # MOTChallenge numbers frames and pixels from 1; streamseg from 0
+
 
 def mot_lines(item: FrameMasks) -> list[str]:
     """The MOT lines of one frame, in increasing object id order."""
@@ -21,7 +26,9 @@ def mot_lines(item: FrameMasks) -> list[str]:
         if box is None:
             continue
         x, y, w, h = box
-        lines.append(f"{item.frame + 1},{obj_id},{x},{y},{w},{h},{item.score(obj_id):.6g},-1,-1,-1")
+        left, top = x + MOT_ORIGIN, y + MOT_ORIGIN
+        frame = item.frame + MOT_ORIGIN
+        lines.append(f"{frame},{obj_id},{left},{top},{w},{h},{item.score(obj_id):.6g},-1,-1,-1")
     return lines
 
 

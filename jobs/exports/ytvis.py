@@ -25,14 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from jobs.exports import FrameMasks, VideoLike, check_frame, label_for
-
-
-def encode_coco_rle(mask: np.ndarray) -> dict[str, object]:
-    """COCO compressed RLE of a bool (H, W) mask: ``{"size": [H, W], "counts": str}``."""
-    from pycocotools import mask as mask_utils
-
-    rle = mask_utils.encode(np.asfortranarray(mask, dtype=np.uint8))
-    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
+from jobs.tracks import mask_to_rle
 
 
 @dataclass
@@ -46,7 +39,7 @@ class _ObjectTrack:
     def put(self, frame: int, mask: np.ndarray) -> None:
         from pycocotools import mask as mask_utils
 
-        rle = encode_coco_rle(mask)
+        rle = mask_to_rle(mask)
         coded = {"size": rle["size"], "counts": str(rle["counts"]).encode("ascii")}
         self.segmentations[frame] = rle
         self.areas[frame] = float(mask_utils.area(coded))

@@ -3,9 +3,9 @@
 Readers used: Pillow for the DAVIS PNGs, pycocotools for every COCO RLE, the standard
 library's XML parser plus CVAT's own mask conversion (CVAT RLE read as an uncompressed COCO RLE
 of the transposed box, decoded by pycocotools, as ``MaskConverter.cvat_rle_to_dm_rle`` does in
-CVAT's server) for CVAT XML, and the csv module for MOT. Datumaro was not installed: it would
-downgrade opencv and pillow in the shared environment, and its CVAT reader cannot read masks
-inside tracks.
+CVAT's server) for CVAT XML, the csv module and py-motmetrics' MOTChallenge reader for MOT.
+Datumaro was not installed: it would downgrade opencv and pillow in the shared environment,
+and its CVAT reader cannot read masks inside tracks.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import xml.etree.ElementTree as ET
 from datetime import datetime, timezone
 from pathlib import Path
 
+import motmetrics
 import numpy as np
 import pytest
 from PIL import Image
@@ -30,11 +31,19 @@ from jobs.exports.ytvis import write_ytvis, ytvis_document
 from jobs.mask_io import (
     davis_palette,
     label_map,
+    labels_from_masks,
     read_mask_folder,
     read_mask_png,
     read_tracks_json,
     write_indexed_png,
 )
+from jobs.tracks import TracksWriter, VideoMeta, read_tracks
+
+# pycocotools' numpy-2 notice on decode; py-motmetrics' reader on pandas 3 (it still works)
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore:Operation with tuple is deprecated"),
+]
 
 FRAMES = 8
 
@@ -244,6 +253,138 @@ def test_exporters_reject_bad_streams(tmp_path: Path, real_video) -> None:
         write_ytvis(tmp_path / "x.json", video, [FrameMasks(8, {})])
 
 
+# --- one label per pixel (DAVIS PNG, eval) ----------------------------------------------------
+
+# Three 1x4 rows: object 1 covers columns 0-2, object 2 columns 1-3 (overlap: columns 1-2).
+_LEFT = np.array([[True, True, True, False]])
+_RIGHT = np.array([[False, True, True, True]])
+
+
+@pytest.mark.parametrize(
+    ("scores", "expected"),
+    [
+        ({1: 0.9, 2: 0.2}, [1, 1, 1, 2]),  # the lower id scores higher: it keeps the overlap
+        ({1: 0.2, 2: 0.9}, [1, 2, 2, 2]),  # the higher id scores higher
+        ({1: -3.0, 2: -1.5}, [1, 2, 2, 2]),  # logits: the less negative wins
+        ({1: 0.5, 2: 0.5}, [1, 1, 1, 2]),  # a tie: the lower id, as vos_inference.py
+        ({}, [1, 1, 1, 2]),  # no scores: every object 1.0, a tie
+        ({1: float("nan"), 2: 0.1}, [1, 2, 2, 2]),  # NaN ranks last
+    ],
+    ids=["low-id-higher", "high-id-higher", "logits", "tie", "no-scores", "nan"],
+)
+def test_one_label_per_pixel_highest_score_wins(scores: dict, expected: list[int]) -> None:
+    masks = {1: _LEFT, 2: _RIGHT}
+    labels = labels_from_masks(masks, (1, 4), scores)
+    assert labels.tolist() == [expected]
+    disjoint = FrameMasks(0, masks, scores).one_label_per_pixel()
+    assert sorted(disjoint) == [1, 2]
+    for obj_id, mask in disjoint.items():
+        assert mask.tolist() == [[v == obj_id for v in expected]]
+    assert not (disjoint[1] & disjoint[2]).any()
+
+
+def test_one_label_per_pixel_drops_a_fully_covered_object() -> None:
+    inner = np.array([[False, True, False, False]])
+    disjoint = FrameMasks(0, {1: _LEFT, 2: inner}, {1: 0.9, 2: 0.1}).one_label_per_pixel()
+    assert list(disjoint) == [1]  # object 2 has no pixel left: absent, as in a label map
+    assert np.array_equal(disjoint[1], _LEFT)
+
+
+@pytest.mark.parametrize(("winner", "scores"), [(1, {1: 0.8, 2: 0.3}), (2, {1: 0.3, 2: 0.8})])
+def test_davis_png_overlap_goes_to_the_highest_score(
+    tmp_path: Path, winner: int, scores: dict
+) -> None:
+    """Where two objects overlap, the PNG holds the higher-scoring one, whatever its id."""
+    left = np.zeros((6, 8), dtype=bool)
+    left[1:5, 0:5] = True
+    right = np.zeros((6, 8), dtype=bool)
+    right[1:5, 3:8] = True
+    write_davis_pngs(
+        tmp_path, ExportVideo(8, 6, 1.0, 1, "v"), [FrameMasks(0, {1: left, 2: right}, scores)]
+    )
+    with Image.open(tmp_path / "00000.png") as image:
+        labels = np.asarray(image)
+    assert (labels[left & right] == winner).all() and (left & right).sum() == 8
+    assert (labels[left & ~right] == 1).all() and (labels[right & ~left] == 2).all()
+    assert (labels[~(left | right)] == 0).all()
+
+
+def test_instance_formats_keep_overlapping_masks_whole(tmp_path: Path) -> None:
+    """YouTube-VIS, CVAT and MOT hold one mask or box per object: overlaps stay in each."""
+    left = np.zeros((6, 8), dtype=bool)
+    left[1:5, 0:5] = True
+    right = np.zeros((6, 8), dtype=bool)
+    right[1:5, 3:8] = True
+    video = ExportVideo(8, 6, 1.0, 1, "v")
+    frames = [FrameMasks(0, {1: left, 2: right}, {1: 0.9, 2: 0.1})]
+    document = ytvis_document(video, frames)
+    for ann, mask in zip(document["annotations"], (left, right), strict=True):
+        assert np.array_equal(mask_utils.decode(ann["segmentations"][0]).astype(bool), mask)
+    write_mot(tmp_path / "mot.txt", video, frames)
+    assert (tmp_path / "mot.txt").read_text().splitlines() == [
+        "1,1,1,2,5,4,0.9,-1,-1,-1",
+        "1,2,4,2,5,4,0.1,-1,-1,-1",
+    ]
+    write_cvat_video(tmp_path / "a.xml", video, frames, layout=CvatLayout.OBJECT_TRACKS)
+    shapes = ET.parse(tmp_path / "a.xml").getroot().findall("track/mask")
+    assert len(shapes) == 2
+    for shape, mask in zip(shapes, (left, right), strict=True):
+        assert np.array_equal(_cvat_decode(shape, 6, 8), mask)
+
+
+# --- box conventions at the image border -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("rows", "cols", "coco"),
+    [
+        (slice(0, 1), slice(0, 1), [0, 0, 1, 1]),  # the first pixel
+        (slice(5, 6), slice(7, 8), [7, 5, 1, 1]),  # the last pixel
+        (slice(0, 6), slice(0, 8), [0, 0, 8, 6]),  # the whole frame
+        (slice(2, 4), slice(1, 7), [1, 2, 6, 2]),
+    ],
+    ids=["first-pixel", "last-pixel", "whole-frame", "inside"],
+)
+def test_every_format_places_the_same_box(
+    tmp_path: Path, rows: slice, cols: slice, coco: list[int]
+) -> None:
+    """One mask, each format's own convention: COCO/YouTube-VIS/CVAT 0-based, MOT 1-based."""
+    mask = np.zeros((6, 8), dtype=bool)
+    mask[rows, cols] = True
+    video = ExportVideo(8, 6, 1.0, 1, "v")
+    frames = [FrameMasks(0, {1: mask})]
+    tracks = read_tracks(_write_tracks_json(tmp_path / "tracks.json", video, frames))
+    assert tracks.objects[0].frames[0].bbox == coco
+    (ann,) = ytvis_document(video, frames)["annotations"]
+    assert ann["bboxes"] == [[float(v) for v in coco]] and ann["areas"] == [mask.sum()]
+    write_cvat_video(tmp_path / "a.xml", video, frames)
+    shape = ET.parse(tmp_path / "a.xml").getroot().find("track/mask")
+    assert [int(shape.attrib[k]) for k in ("left", "top", "width", "height")] == coco
+    assert np.array_equal(_cvat_decode(shape, 6, 8), mask)
+    write_mot(tmp_path / "mot.txt", video, frames)
+    x, y, w, h = coco
+    assert (tmp_path / "mot.txt").read_text() == f"1,1,{x + 1},{y + 1},{w},{h},1,-1,-1,-1\n"
+
+
+def test_an_object_with_an_empty_mask_is_absent_from_every_format(tmp_path: Path) -> None:
+    """tracks.json keeps its entry with box [0, 0, 0, 0] (as pycocotools' toBbox of an empty
+    mask); the other formats have no box for it: null in YouTube-VIS, no line, no shape."""
+    empty = np.zeros((6, 8), dtype=bool)
+    video = ExportVideo(8, 6, 1.0, 1, "v")
+    frames = [FrameMasks(0, {3: empty})]
+    tracks = read_tracks(_write_tracks_json(tmp_path / "tracks.json", video, frames))
+    (entry,) = tracks.objects[0].frames
+    assert entry.bbox == [0, 0, 0, 0] and not entry.visible
+    coded = mask_utils.encode(np.asfortranarray(empty.astype(np.uint8)))
+    assert mask_utils.toBbox(coded).tolist() == entry.bbox
+    assert ytvis_document(video, frames)["annotations"] == []
+    assert write_mot(tmp_path / "mot.txt", video, frames) == 0
+    assert write_cvat_video(tmp_path / "a.xml", video, frames) == 0
+    write_davis_pngs(tmp_path / "davis", video, frames)
+    with Image.open(tmp_path / "davis" / "00000.png") as image:
+        assert not np.asarray(image).any()
+
+
 # --- YouTube-VIS ------------------------------------------------------------------------------
 
 
@@ -414,7 +555,8 @@ def test_mot_lines_parse_back(tmp_path: Path, real_video) -> None:
     for item in frames:
         for obj_id, mask in item.masks.items():
             row = parsed[(item.frame + 1, obj_id)]  # 1-based frames
-            assert tuple(int(v) for v in row[2:6]) == mask_bbox(mask)
+            x, y, w, h = mask_bbox(mask)
+            assert tuple(int(v) for v in row[2:6]) == (x + 1, y + 1, w, h)  # 1-based pixels
             assert float(row[6]) == item.score(obj_id)
             assert row[7:] == ["-1", "-1", "-1"]
     assert min(k[0] for k in parsed) == 1
@@ -422,7 +564,50 @@ def test_mot_lines_parse_back(tmp_path: Path, real_video) -> None:
 
 def test_mot_hand_made_line(tmp_path: Path) -> None:
     mask = np.zeros((6, 8), dtype=bool)
-    mask[2:5, 3:7] = True
+    mask[2:5, 3:7] = True  # COCO box [3, 2, 4, 3]
     path = tmp_path / "mot.txt"
     write_mot(path, ExportVideo(8, 6, 1.0, 3, "v"), [FrameMasks(2, {4: mask}, {4: 0.25})])
-    assert path.read_text() == "3,4,3,2,4,3,0.25,-1,-1,-1\n"
+    assert path.read_text() == "3,4,4,3,4,3,0.25,-1,-1,-1\n"
+
+
+def _write_tracks_json(path: Path, video: ExportVideo, frames: list[FrameMasks]) -> Path:
+    """A real tracks.json by TracksWriter, scores as logits (the tracker's)."""
+    meta = VideoMeta(video.width, video.height, video.fps)
+    with TracksWriter(path, meta, {"name": "test"}) as writer:
+        for item in frames:
+            for obj_id, mask in sorted(item.masks.items()):
+                writer.add(item.frame, obj_id, mask, item.score(obj_id), bool(mask.any()))
+        writer.finish(video.num_frames)
+    return path
+
+
+def test_mot_read_by_motmetrics_gives_the_tracks_json_boxes(tmp_path: Path, real_video) -> None:
+    """py-motmetrics' MOTChallenge reader (``mot15-2D``) recovers every tracks.json box."""
+    video, frames = real_video
+    tracks_path = _write_tracks_json(tmp_path / "seq" / "tracks.json", video, frames)
+    mot_path = tmp_path / "mot.txt"
+    write_mot(mot_path, video, read_tracks_json(tracks_path).frames())
+    table = motmetrics.io.loadtxt(str(mot_path), fmt="mot15-2D")
+    read_back = {
+        (frame_id - 1, obj_id): [int(row.X), int(row.Y), int(row.Width), int(row.Height)]
+        for (frame_id, obj_id), row in table.iterrows()
+    }
+    expected = {
+        (entry.frame, track.id): entry.bbox
+        for track in read_tracks(tracks_path).objects
+        for entry in track.frames
+        if entry.visible
+    }
+    assert len(expected) == sum(len(f.masks) for f in frames) == 12
+    assert read_back == expected
+
+
+def test_mot_box_touching_the_origin_is_1_1(tmp_path: Path) -> None:
+    """MOTChallenge's first pixel is (1, 1): py-motmetrics reads it back as (0, 0)."""
+    mask = np.zeros((4, 5), dtype=bool)
+    mask[0:2, 0:3] = True
+    path = tmp_path / "mot.txt"
+    write_mot(path, ExportVideo(5, 4, 1.0, 1, "v"), [FrameMasks(0, {1: mask})])
+    assert path.read_text().startswith("1,1,1,1,3,2,")
+    row = motmetrics.io.loadtxt(str(path), fmt="mot15-2D").loc[(1, 1)]
+    assert (row.X, row.Y, row.Width, row.Height) == (0, 0, 3, 2)

@@ -11,7 +11,9 @@ import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from jobs.mask_io import read_mask_folder
+from jobs.mask_io import read_mask_folder, write_indexed_png
+from jobs.tracks import TracksWriter, VideoMeta
+from worker.batch.exports import ExportKind, write_exports
 from worker.cli import main
 
 SEQUENCE = "dog-agility"  # 25 frames
@@ -158,3 +160,87 @@ def test_bad_inputs_exit_2_with_one_line(davis_root: Path, tmp_path: Path, capsy
         assert stdout == ""
         assert stderr.startswith("streamseg: error: ") and stderr.count("\n") == 1
         assert re.search(message, stderr), (message, stderr)
+
+
+# --- overlapping tracks.json masks: one label per pixel, as DAVIS ---------------------------
+
+OVERLAP_FRAMES, HEIGHT, WIDTH = 5, 12, 20
+
+
+def _two_object_gt(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Ground truth of two disjoint boxes on every frame, as indexed PNGs; returns the boxes."""
+    gt1 = np.zeros((HEIGHT, WIDTH), dtype=bool)
+    gt1[2:10, 1:9] = True  # 64 pixels
+    gt2 = np.zeros((HEIGHT, WIDTH), dtype=bool)
+    gt2[3:9, 11:19] = True  # 48 pixels
+    folder.mkdir(parents=True)
+    for frame in range(OVERLAP_FRAMES):
+        write_indexed_png(folder / f"{frame:05d}.png", {1: gt1, 2: gt2}, (HEIGHT, WIDTH))
+    return gt1, gt2
+
+
+def _overlapping_tracks(path: Path, masks: dict[int, np.ndarray], scores: dict) -> Path:
+    """A real tracks.json whose objects overlap on every frame, with these score logits."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    video = VideoMeta(WIDTH, HEIGHT, 10.0)
+    with TracksWriter(path, video, {"name": "test"}) as writer:
+        for frame in range(OVERLAP_FRAMES):
+            for obj_id, mask in masks.items():
+                writer.add(frame, obj_id, mask, scores[obj_id], True)
+        writer.finish(OVERLAP_FRAMES)
+    return path
+
+
+def _report(capsys, pred: Path, gt: Path, out: Path) -> dict:
+    code, _, err = _run(capsys, str(pred), str(gt), "--json", str(out))
+    assert code == 0, err
+    return json.loads(out.read_text())
+
+
+@pytest.mark.parametrize(
+    ("scores", "j_1", "j_2"),
+    [
+        ({1: 1.0, 2: 2.0}, 1.0, 1.0),  # object 2 keeps the overlap: object 1 is exactly gt1
+        ({1: 2.0, 2: 1.0}, 64 / 112, 0.0),  # object 1 keeps it: object 2 has no pixel left
+    ],
+    ids=["object-2-wins", "object-1-wins"],
+)
+def test_overlapping_tracks_are_scored_one_label_per_pixel(
+    tmp_path: Path, capsys, scores: dict, j_1: float, j_2: float
+) -> None:
+    """Object 1 predicts gt1 and gt2 together, object 2 predicts gt2: scored separately,
+    object 1 would get J = 64/112 whatever the scores."""
+    gt1, gt2 = _two_object_gt(tmp_path / "gt")
+    pred = _overlapping_tracks(tmp_path / "run" / "tracks.json", {1: gt1 | gt2, 2: gt2}, scores)
+    report = _report(capsys, pred, tmp_path / "gt", tmp_path / "report.json")
+    objects = {o["id"]: o for o in report["sequences"][0]["objects"]}
+    assert objects[1]["J"] == pytest.approx([j_1] * (OVERLAP_FRAMES - 2))
+    assert objects[2]["J"] == pytest.approx([j_2] * (OVERLAP_FRAMES - 2))
+    assert report["overall"]["J-Mean"] == pytest.approx((j_1 + j_2) / 2)
+
+
+@pytest.mark.parametrize(
+    "scores",
+    [{1: 1.0, 2: 2.0}, {1: 2.0, 2: -1.0}, {1: 40.0, 2: 50.0}, {1: 3.0, 2: 3.0}],
+    ids=["2-wins", "1-wins", "saturated-logits", "tie"],
+)
+def test_eval_of_tracks_json_equals_eval_of_its_davis_export(
+    tmp_path: Path, capsys, scores: dict
+) -> None:
+    """The DAVIS PNGs and eval apply one overlap rule to the same scores: identical reports.
+    Logits 40 and 50 both become confidence 1.0 after a sigmoid, yet object 2 must win."""
+    gt1, gt2 = _two_object_gt(tmp_path / "gt")
+    spread = np.zeros((HEIGHT, WIDTH), dtype=bool)
+    spread[1:11, 5:15] = True  # overlaps both ground-truth boxes
+    run = tmp_path / "run"
+    _overlapping_tracks(run / "tracks.json", {1: gt1 | spread, 2: gt2 | spread}, scores)
+    write_exports(run, [ExportKind.DAVIS])
+    from_tracks = _report(capsys, run / "tracks.json", tmp_path / "gt", tmp_path / "a.json")
+    from_pngs = _report(capsys, run / "davis", tmp_path / "gt", tmp_path / "b.json")
+    for report in (from_tracks, from_pngs):
+        report["sequences"][0].pop("name")
+    assert from_tracks == from_pngs
+    winner = 2 if scores[2] > scores[1] else 1
+    with Image.open(run / "davis" / "00001.png") as image:
+        labels = np.asarray(image)
+    assert (labels[spread] == winner).all()

@@ -77,7 +77,9 @@ def _write_one(folder: Path, kind: ExportKind, tracks: TrackedVideo) -> list[Pat
     if kind is ExportKind.DAVIS:
         out_dir = folder / DAVIS_DIR
         shutil.rmtree(out_dir, ignore_errors=True)  # a longer earlier run's frames must go
-        count = write_davis_pngs(out_dir, video, confidence_frames(tracks))
+        # score logits, not confidences: overlaps go by the values eval ranks (a sigmoid
+        # rounds large logits to 1.0 and would turn their order into a tie)
+        count = write_davis_pngs(out_dir, video, tracks.frames())
         return [out_dir / frame_png_name(frame) for frame in range(count)]
     if kind is ExportKind.YTVIS:
         write_ytvis(folder / YTVIS_FILE, video, confidence_frames(tracks))

@@ -5,6 +5,9 @@ folders (a DAVIS ``Annotations`` root). PRED is, per sequence, a folder of PNG m
 ``tracks.json`` file, or a folder holding ``tracks.json``; with a GT root, PRED is a folder
 holding one such prediction per sequence, named like the GT sequence folders.
 
+A tracks.json is scored as its DAVIS PNG export would be: one label per pixel, where masks
+overlap the object with the highest score keeps the pixel (ties: the lower id).
+
 Frames are matched by index (PNG stem or tracks.json frame number). As in the official DAVIS
 semi-supervised evaluation, the first and last frames are not scored, so predictions for them
 may be missing; any other missing prediction frame is an error.
@@ -118,7 +121,7 @@ class _TracksPrediction:
 
     def masks(self, frame: int, required: bool) -> dict[int, np.ndarray]:
         if frame < self.tracks.video.num_frames:
-            return dict(self.tracks.frame_masks(frame).masks)
+            return self.tracks.frame_masks(frame).one_label_per_pixel()
         if required:
             raise InputError(
                 f"{self.where} has {self.tracks.video.num_frames} frames; frame {frame} is missing"
