@@ -37,6 +37,7 @@ from typing import IO, Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from jobs.atomic_files import atomic_writer
 from jobs.errors import InputError
 
 SPOOL_SUFFIX = ".spool"
@@ -464,17 +465,7 @@ def _document_chunks(
 
 
 def _write_atomically(path: Path, chunks: Iterable[bytes]) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over ``path``."""
-    handle = tempfile.NamedTemporaryFile(
-        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
-    )
-    try:
-        with handle:
-            for chunk in chunks:
-                handle.write(chunk)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
+    """Stream ``chunks`` into ``path`` in one visible step, with the umask's file mode."""
+    with atomic_writer(path) as handle:
+        for chunk in chunks:
+            handle.write(chunk)

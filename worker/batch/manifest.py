@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from jobs.atomic_files import atomic_writer
 
 MANIFEST_FILE = "annotate-manifest.json"  # beside a queue job's own manifest.json
 FORMAT = "streamseg-annotate-manifest"
@@ -78,19 +78,11 @@ def file_entries(folder: Path, paths: Iterable[Path]) -> tuple[FileEntry, ...]:
 
 
 def write_manifest(folder: Path, manifest: Manifest) -> Path:
-    """Write ``folder/annotate-manifest.json`` atomically; returns its path."""
+    """Write ``folder/annotate-manifest.json`` atomically (umask file mode); returns its path."""
     document = {"format": FORMAT, "version": VERSION, **asdict(manifest)}
     target = Path(folder) / MANIFEST_FILE
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=".manifest-", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as out:
-            json.dump(document, out, indent=1)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_writer(target, "w") as out:
+        json.dump(document, out, indent=1)
     return target
 
 
