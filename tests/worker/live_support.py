@@ -94,6 +94,63 @@ def torch_threads(count: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+
+def chromium_driver(profile: Path, extra_flags: tuple[str, ...] = ()):
+    """Headless Debian Chromium driven by Selenium (skips where it is not installed)."""
+    import os
+
+    import pytest
+
+    if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
+        message = "needs Debian's chromium: apt-get install -y chromium chromium-driver"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--disable-dev-shm-usage", "--window-size=900,700", f"--user-data-dir={profile}",
+        *extra_flags,
+    ):  # fmt: skip
+        options.add_argument(flag)
+    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+
+
+def http_request(
+    port: int,
+    method: str,
+    path: str,
+    body: bytes = b"",
+    headers: dict[str, str] | None = None,
+    *,
+    timeout: float = 30.0,
+) -> tuple[int, dict[str, str], bytes]:
+    """One request to 127.0.0.1:``port``: status, headers (lower-case names), body. A ``Host``
+    in ``headers`` replaces the usual one."""
+    import http.client
+
+    headers = dict(headers or {})
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.putrequest(method, path, skip_host="Host" in headers)
+        for name, value in {**headers, "Content-Length": str(len(body))}.items():
+            connection.putheader(name, value)
+        connection.endheaders(body if body else None)
+        response = connection.getresponse()
+        reply = {k.lower(): v for k, v in response.getheaders()}
+        return response.status, reply, response.read()
+    finally:
+        connection.close()
+
+
 def wait_until(predicate, timeout: float, interval: float = 0.05):
     """Poll ``predicate`` until it returns something truthy; that value, or None on timeout."""
     deadline = time.monotonic() + timeout

@@ -6,7 +6,6 @@ negative clicks, box drag and buttons reach the tracker.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,14 +15,17 @@ import pytest
 
 from jobs.overlay import object_color
 from jobs.prompts import Prompt
-from tests.worker.live_support import torch_threads, wait_until, write_synthetic_clip
+from tests.worker.live_support import (
+    chromium_driver,
+    torch_threads,
+    wait_until,
+    write_synthetic_clip,
+)
 from worker.live.capture import Capture
 from worker.live.server import LiveServer
 from worker.live.session import LiveSession
 from worker.live.sources import DISC_COLOR, VideoFileSource, synthetic_disc
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 WIDTH, HEIGHT, FPS = 320, 240, 15
 
 _SAMPLE_JS = """
@@ -43,26 +45,6 @@ if (live.seq > 0) {
 }
 return out;
 """
-
-
-def _chromium_driver(profile: Path):
-    if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
-        message = "needs Debian's chromium: apt-get install -y chromium chromium-driver"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--disable-dev-shm-usage", "--window-size=900,700", f"--user-data-dir={profile}",
-    ):  # fmt: skip
-        options.add_argument(flag)
-    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
 
 
 class RecordingTracker:
@@ -183,7 +165,7 @@ def test_click_in_the_browser_segments_and_follows_the_object(
 
     clip = write_synthetic_clip(tmp_path / "disc.mp4", num_frames=20 * FPS, fps=FPS)
     session = LiveSession(Capture(VideoFileSource(str(clip), realtime=True)), make_tracker)
-    driver = _chromium_driver(tmp_path / "chromium-profile")
+    driver = chromium_driver(tmp_path / "chromium-profile")
     try:
         with torch_threads(1), session, LiveServer(session) as server:
             driver.get(server.url)
@@ -200,7 +182,7 @@ def test_click_in_the_browser_segments_and_follows_the_object(
             assert text.isdigit()  # the dropped count is on the page
             assert session.wait(30), "the clip should have ended"
             status = wait_until(lambda: _status_text(driver, "ended"), timeout=5)
-            assert status == f"ended: {clip} ended after {20 * FPS} frames"  # the page says so
+            assert status == f"ended: {clip.name} ended after {20 * FPS} frames"  # no server path
     finally:
         driver.quit()
 

@@ -28,6 +28,7 @@ from tests.worker.live_support import (
     free_port,
     redis_server,
     torch_threads,
+    wait_until,
     write_synthetic_clip,
 )
 from worker.commands import live as live_command
@@ -46,6 +47,11 @@ def _post(url: str, body: dict) -> dict:
         url, json.dumps(body).encode(), {"Content-Type": "application/json"}, method="POST"
     )
     with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def _get_json(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=10) as response:
         return json.loads(response.read())
 
 
@@ -94,7 +100,8 @@ def test_sigterm_stops_the_live_command_like_ctrl_c_and_saves(
     try:
         assert process.stderr.readline().startswith("streamseg live: open http://127.0.0.1:")
         assert _post(f"http://127.0.0.1:{port}/api/click", {"x": 40, "y": 60}) == {"obj": 1}
-        time.sleep(2)
+        state = f"http://127.0.0.1:{port}/api/state"
+        assert wait_until(lambda: _get_json(state)["stats"]["processed"] >= 2, timeout=120)
         process.send_signal(signal.SIGTERM)
         rest = process.communicate(timeout=30)[1]
     finally:

@@ -83,10 +83,8 @@ def test_remote_session_on_a_queue_worker_returns_masks(
     job = queue.enqueue(run_remote_session_job, RemoteSessionSpec(session_id, redis_url, model))
     with torch_threads(1), session, _StreamWatcher(client, session_id) as watcher:
         assert session.controls.click(None, 80, 120) == 1  # on the disc of frame 0
-        started = time.monotonic()
         SimpleWorker([queue], connection=client).work(burst=True, logging_level="WARNING")
         assert session.wait(10)
-    elapsed = time.monotonic() - started
     summary = job.return_value()
     state = session.state()
     print(f"\nremote: {state.stats.summary()}; tracker side: {summary}")
@@ -94,7 +92,6 @@ def test_remote_session_on_a_queue_worker_returns_masks(
         isinstance(summary, RemoteSummary)
         and summary.reason == "the capture side ended the session"
     )
-    assert 5.5 < elapsed < 30
     assert state.status is Status.ENDED and "ended after 60 frames" in state.message
     assert 2 <= state.stats.processed == summary.frames
     assert state.stats.dropped == state.stats.captured - state.stats.processed

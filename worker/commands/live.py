@@ -52,9 +52,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="S",
         help="keep the page up S seconds after the session ends",
     )
+    _add_access_flags(parser)
     _add_remote_flags(parser)
     add_model_flags(parser)
     parser.set_defaults(handler=run)
+
+
+def _add_access_flags(parser: argparse.ArgumentParser) -> None:
+    access = parser.add_argument_group("who may open the page")
+    access.add_argument(
+        "--token",
+        help="require this token on every request (default: a random one when --host is "
+        "not loopback; the printed URL carries it)",
+    )
+    access.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also accept this name in the Host header (e.g. a DNS name of this machine)",
+    )
+    access.add_argument("--tls-cert", type=Path, metavar="PEM", help="serve HTTPS with this")
+    access.add_argument("--tls-key", type=Path, metavar="PEM", help="key of --tls-cert")
+    access.add_argument(
+        "--tls-self-signed",
+        action="store_true",
+        help="serve HTTPS with a new self-signed certificate (the browser warns once)",
+    )
 
 
 def _add_remote_flags(parser: argparse.ArgumentParser) -> None:
@@ -89,6 +113,11 @@ def run(args: argparse.Namespace) -> int:
         return _serve_remote(args)
     if not args.source:
         raise InputError("--source is required (a camera index, device, URL or video file)")
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise InputError("--tls-cert and --tls-key go together")
+    if args.tls_cert is not None and args.tls_self_signed:
+        raise InputError("--tls-self-signed or --tls-cert/--tls-key, not both")
+    tls = _tls(args)  # a bad certificate fails before the camera or a model is opened
     from worker.live.capture import Capture
     from worker.live.sources import open_source, parse_source
 
@@ -99,7 +128,22 @@ def run(args: argparse.Namespace) -> int:
     except BaseException:
         source.close()
         raise
-    return _serve_page(args, session)
+    return _serve_page(args, session, tls)
+
+
+def _tls(args: argparse.Namespace):
+    from worker.live import tls
+
+    if args.tls_cert is not None:
+        return tls.server_context(args.tls_cert, args.tls_key)
+    if args.tls_self_signed:
+        from worker.live.access import machine_names
+
+        hosts = ("127.0.0.1", "::1", *sorted(machine_names()), *args.allow_host)
+        if args.host not in ("0.0.0.0", "::", ""):
+            hosts = (args.host, *hosts)
+        return tls.self_signed_context(hosts)
+    return None
 
 
 def _local_session(args: argparse.Namespace, capture):
@@ -175,13 +219,21 @@ def _recorder(args: argparse.Namespace, info, model_meta: dict):
     return Recorder(args.save, info.width, info.height, info.fps, model_meta)
 
 
-def _serve_page(args: argparse.Namespace, session) -> int:
+def _serve_page(args: argparse.Namespace, session, tls=None) -> int:
     from worker.live.server import LiveServer
     from worker.live.session import Status
     from worker.live.sources import SourceError
 
-    with LiveServer(session, args.host, args.port) as server:
-        print(f"streamseg live: open {server.url} (Ctrl-C to stop)", file=sys.stderr)
+    server = LiveServer(
+        session,
+        args.host,
+        args.port,
+        token=args.token,
+        allow_hosts=tuple(args.allow_host),
+        tls=tls.context if tls else None,
+    )
+    with server:
+        _announce(args, server, tls)
         with _sigterm_as_interrupt(), session:
             try:
                 while not session.wait(0.5):
@@ -199,6 +251,23 @@ def _serve_page(args: argparse.Namespace, session) -> int:
     if state.status is Status.FAILED:
         raise SourceError(state.message)
     return 0
+
+
+def _announce(args: argparse.Namespace, server, tls) -> None:
+    from worker.live.access import is_loopback
+
+    if not is_loopback(args.host):
+        print(
+            f"streamseg live: serving beyond this machine on {args.host}: only the URL below "
+            "(with its token) opens the page",
+            file=sys.stderr,
+        )
+    if tls is not None and tls.self_signed:
+        print(
+            f"streamseg live: self-signed certificate, SHA-256 {tls.fingerprint}",
+            file=sys.stderr,
+        )
+    print(f"streamseg live: open {server.url} (Ctrl-C to stop)", file=sys.stderr)
 
 
 @contextmanager

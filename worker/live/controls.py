@@ -24,14 +24,20 @@ if TYPE_CHECKING:
     from worker.tracker import FrameResult
 
 
+MAX_OBJECTS = 16  # objects tracked at once: each one costs a mask decode per frame
+MAX_OBJECT_ID = 1 << 31  # ids stay exact integers in JavaScript and in every wire format
+
+
 @dataclass(frozen=True)
 class PromptCommand:
-    """Points (label 1 positive, 0 negative) and/or a box for one object."""
+    """Points (label 1 positive, 0 negative) and/or a box for one object; ``frame``: the
+    capture index of the frame the user gave it on (None: the next frame processed)."""
 
     obj_id: int
     points: tuple[Point, ...] = ()
     labels: tuple[int, ...] = ()
     box: Box | None = None
+    frame: int | None = None
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,7 @@ def command_to_json(command: Command) -> dict:
             "points": points,
             "labels": list(command.labels),
             "box": box,
+            "frame": command.frame,
         }
     if isinstance(command, RemoveCommand):
         return {"type": "remove", "obj": command.obj_id}
@@ -72,6 +79,7 @@ def command_from_json(data: dict) -> Command:
             tuple((float(x), float(y)) for x, y in data.get("points", ())),
             tuple(int(label) for label in data.get("labels", ())),
             box,
+            None if data.get("frame") is None else int(data["frame"]),
         )
     if kind == "remove":
         return RemoveCommand(int(data["obj"]))
@@ -97,32 +105,54 @@ class Controls:
             return sorted(self._objects)
 
     def new_object(self) -> int:
+        """A fresh id (ids are never reused: a recording never mixes two objects)."""
         with self._lock:
-            obj_id, self._next_id = self._next_id, self._next_id + 1
-            return obj_id
+            return self._allocate()
 
-    def click(self, obj_id: int | None, x: float, y: float, positive: bool = True) -> int:
+    def click(
+        self,
+        obj_id: int | None,
+        x: float,
+        y: float,
+        positive: bool = True,
+        *,
+        frame: int | None = None,
+    ) -> int:
         point = (float(x), float(y))
-        return self._prompt(PromptCommand(0, (point,), (1 if positive else 0,)), obj_id)
+        command = PromptCommand(0, (point,), (1 if positive else 0,), frame=frame)
+        return self._prompt(command, obj_id)
 
-    def box(self, obj_id: int | None, box: Box) -> int:
+    def box(self, obj_id: int | None, box: Box, *, frame: int | None = None) -> int:
         x0, y0, x1, y1 = (float(v) for v in box)
         box = (min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
-        return self._prompt(PromptCommand(0, box=box), obj_id)
+        return self._prompt(PromptCommand(0, box=box, frame=frame), obj_id)
 
     def _prompt(self, command: PromptCommand, obj_id: int | None) -> int:
-        if obj_id is None:
-            obj_id = self.new_object()
-        elif obj_id < 1:
-            raise InputError(f"object ids start at 1, got {obj_id}")
-        command = replace(command, obj_id=obj_id)
-        probe = Prompt(obj_id, 0, command.points, command.labels, command.box)
+        probe = Prompt(1, 0, command.points, command.labels, command.box)
         validate_prompts([probe], self.width, self.height)
         with self._lock:
+            if obj_id is None:
+                obj_id = self._allocate()
+            elif not 1 <= obj_id < self._next_id:
+                raise InputError(f"no object {str(obj_id)[:24]}: ask for a new object first")
+            if obj_id not in self._objects and len(self._objects) >= MAX_OBJECTS:
+                raise InputError(f"at most {MAX_OBJECTS} objects at once: remove one first")
             self._objects.add(obj_id)
-            self._next_id = max(self._next_id, obj_id + 1)
-        self._sink(command)
+        self._sink(replace(command, obj_id=obj_id))
         return obj_id
+
+    def _allocate(self) -> int:
+        if self._next_id > MAX_OBJECT_ID:
+            raise InputError("no object ids left in this session")
+        if len(self._objects) >= MAX_OBJECTS:
+            raise InputError(f"at most {MAX_OBJECTS} objects at once: remove one first")
+        obj_id, self._next_id = self._next_id, self._next_id + 1
+        return obj_id
+
+    def forget(self, obj_id: int) -> None:
+        """The tracker rejected ``obj_id``'s only prompts: it is no object (no phantom)."""
+        with self._lock:
+            self._objects.discard(obj_id)
 
     def remove(self, obj_id: int) -> None:
         with self._lock:
@@ -222,8 +252,8 @@ def anchored(command: PromptCommand, mask: np.ndarray | None) -> PromptCommand:
         return command
     distance = cv2.distanceTransform(keep, cv2.DIST_L2, 3)
     y, x = np.unravel_index(int(np.argmax(distance)), distance.shape)
-    return PromptCommand(
-        command.obj_id, ((float(x), float(y)), *command.points), (1, *command.labels)
+    return replace(
+        command, points=((float(x), float(y)), *command.points), labels=(1, *command.labels)
     )
 
 
@@ -231,6 +261,6 @@ def _merge(old: PromptCommand | None, new: PromptCommand) -> PromptCommand:
     """Clicks given between two frames accumulate; a later box replaces an earlier one."""
     if old is None:
         return new
-    return PromptCommand(
-        new.obj_id, old.points + new.points, old.labels + new.labels, new.box or old.box
+    return replace(
+        new, points=old.points + new.points, labels=old.labels + new.labels, box=new.box or old.box
     )

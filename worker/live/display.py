@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -100,7 +101,18 @@ class Display:
         self._latest: RenderedFrame | None = None
         self._captured_at: OrderedDict[int, float] = OrderedDict()
         self._seq = 0
+        self._listeners: list[Callable[[], None]] = []
         self.closed = False
+
+    def add_listener(self, listener: Callable[[], None]) -> None:
+        """``listener()`` is called (on the publishing thread) after each publish and on close."""
+        with self._cond:
+            self._listeners.append(listener)
+
+    def newest_after(self, after_seq: int) -> RenderedFrame | None:
+        """The newest frame if its ``seq > after_seq``, else None (does not wait)."""
+        latest = self._latest
+        return latest if latest is not None and latest.seq > after_seq else None
 
     @property
     def latest(self) -> RenderedFrame | None:
@@ -120,6 +132,9 @@ class Display:
             while len(self._captured_at) > _SHOWN_MEMORY:
                 self._captured_at.popitem(last=False)
             self._cond.notify_all()
+            listeners = list(self._listeners)
+        for listener in listeners:
+            listener()
         return frame
 
     def wait_newer(self, after_seq: int, timeout: float) -> RenderedFrame | None:
@@ -142,3 +157,6 @@ class Display:
         with self._cond:
             self.closed = True
             self._cond.notify_all()
+            listeners = list(self._listeners)
+        for listener in listeners:
+            listener()

@@ -22,6 +22,7 @@ from worker.live.capture import Capture, FrameSlot, SourceEnd
 from worker.live.controls import Controls, LiveTracker, PromptBook
 from worker.live.display import Display, ObjectMask, ObjectView
 from worker.live.recorder import Recorder
+from worker.live.sources import public_label
 from worker.live.stats import LiveStats, StatsSnapshot
 
 DEFAULT_STALL_TIMEOUT_S = 5.0
@@ -51,16 +52,18 @@ class SessionState:
     notice: str | None = None  # the last prompt the tracker rejected, and why
 
     def to_json(self) -> dict:
+        """What the page gets: no server paths (the source's and saved files' base names)."""
+        label = public_label(self.source)
         return {
             "status": self.status.value,
-            "message": self.message,
-            "source": self.source,
+            "message": self.message.replace(self.source, label),
+            "source": label,
             "width": self.width,
             "height": self.height,
             "stats": self.stats.to_json(),
             "objects": [o.to_json() for o in self.objects],
             "frame": self.frame,
-            "saved": list(self.saved),
+            "saved": [Path(p).name for p in self.saved],
             "notice": self.notice,
         }
 

@@ -54,6 +54,28 @@ class SourceInfo:
     fps: float
     name: str
 
+    @property
+    def label(self) -> str:
+        """``name`` as the page may show it: no server path, no stream credentials or query."""
+        return public_label(self.name)
+
+
+def public_label(name: str) -> str:
+    """A file's base name; a URL's scheme, host and path (no user, password or query)."""
+    if _looks_like_url(name):
+        from urllib.parse import urlsplit
+
+        try:
+            url = urlsplit(name)
+            host = url.hostname or ""
+            port = f":{url.port}" if url.port else ""
+        except ValueError:
+            return name.split("://", 1)[0] + "://(stream)"
+        return f"{url.scheme}://{host}{port}{url.path}"
+    if os.sep in name or (os.altsep and os.altsep in name):
+        return Path(name).name
+    return name
+
 
 _LIVE_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "udp", "tcp", "srt", "rtp")
 _SYNTHETIC = re.compile(r"^synthetic(?::(\d+)x(\d+)(?:@(\d+(?:\.\d+)?))?)?$")
