@@ -14,6 +14,8 @@ from pathlib import Path
 from configs.models import DEFAULT_MODEL
 from jobs.redis_keys import DEFAULT_JOB_QUEUE
 
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"  # without $STREAMSEG_REDIS_URL
+
 
 def default_cache_dir() -> Path:
     """Where downloaded checkpoints live: ``$STREAMSEG_CACHE`` or ``~/.cache/streamseg``."""
@@ -69,17 +71,18 @@ class QueueSettings:
 
     Environment overrides: ``STREAMSEG_REDIS_URL``, ``STREAMSEG_QUEUE``,
     ``STREAMSEG_CHECKPOINT_EVERY``, ``STREAMSEG_HEARTBEAT_S``, ``STREAMSEG_ABANDONED_AFTER_S``,
-    ``STREAMSEG_MAINTENANCE_S``, ``STREAMSEG_WORKER_TTL_S``, ``STREAMSEG_WORK_DIR``.
+    ``STREAMSEG_MAINTENANCE_S``, ``STREAMSEG_WORKER_TTL_S``, ``STREAMSEG_WORK_DIR``,
+    ``STREAMSEG_DEVICE``.
 
     A worker that dies mid-job (SIGKILL, OOM, lost machine) stops heartbeating; its job is
     declared abandoned ``abandoned_after_s`` after the last heartbeat and requeued by the next
-    maintenance pass of any live worker (every ``maintenance_interval_s``), so it comes back
-    within about ``abandoned_after_s + maintenance_interval_s`` (see ``worker.rq_worker``).
+    maintenance pass of any live worker, idle or busy (every ``maintenance_interval_s``), so it
+    comes back within about ``abandoned_after_s + maintenance_interval_s`` (see
+    ``worker.rq_worker``). ``abandoned_after_s`` must stay well above the longest pause of a
+    healthy worker's heartbeat thread (a stalled disk, a swapping host).
     """
 
-    redis_url: str = field(
-        default_factory=lambda: _env("STREAMSEG_REDIS_URL", "redis://127.0.0.1:6379/0")
-    )
+    redis_url: str = field(default_factory=lambda: _env("STREAMSEG_REDIS_URL", DEFAULT_REDIS_URL))
     queue_name: str = field(default_factory=lambda: _env("STREAMSEG_QUEUE", DEFAULT_JOB_QUEUE))
     checkpoint_every: int = field(  # frames between crash-resume checkpoints
         default_factory=lambda: _env_int("STREAMSEG_CHECKPOINT_EVERY", 100)
@@ -91,12 +94,15 @@ class QueueSettings:
         default_factory=lambda: _env_int("STREAMSEG_ABANDONED_AFTER_S", 30)
     )
     maintenance_interval_s: int = field(
-        default_factory=lambda: _env_int("STREAMSEG_MAINTENANCE_S", 15)
+        default_factory=lambda: _env_int("STREAMSEG_MAINTENANCE_S", 10)
     )
-    worker_ttl_s: int = field(  # an idle worker blocks on the queue worker_ttl_s - 15 s at most
+    worker_ttl_s: int = field(  # a worker's registration lives this long without a heartbeat
         default_factory=lambda: _env_int("STREAMSEG_WORKER_TTL_S", 30)
     )
-    max_retries: int = 5  # crashes and transient failures, together, per job
+    device: str | None = field(  # where this worker's jobs run (None: cuda if present)
+        default_factory=lambda: os.environ.get("STREAMSEG_DEVICE") or None
+    )
+    max_retries: int = 5  # lost workers and transient failures, together, per job
     retry_backoff_s: tuple[float, ...] = (2.0, 10.0, 30.0, 60.0)  # after transient failures
     storage_attempts: int = 4  # tries of one storage operation (exponential backoff)
     storage_backoff_s: float = 0.5
@@ -106,6 +112,24 @@ class QueueSettings:
     result_ttl_s: int = 7 * 24 * 3600
     progress_every_s: float = 0.5  # at most this often a job's progress meta is written
     work_dir: Path = field(default_factory=default_work_dir)
+
+    @property
+    def redis_url_shown(self) -> str:
+        """``redis_url`` with any password masked, for help texts and logs."""
+        return redact_url(self.redis_url)
+
+
+def redact_url(url: str) -> str:
+    """``scheme://user:***@host...``: a URL fit to print."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = f"{parts.username}:" if parts.username else ":"
+    host = parts.hostname or ""
+    netloc = f"{user}***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 @dataclass(frozen=True)

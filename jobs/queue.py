@@ -27,6 +27,7 @@ from rq.job import Job, JobStatus, validate_job_id
 from rq.serializers import JSONSerializer
 
 from configs.settings import QueueSettings
+from jobs.dead_letter import find_dead_letter
 from jobs.errors import InputError, TransientError
 from jobs.redis_keys import CANCEL_FLAG_TTL_S, job_cancel_key
 from jobs.spec import JobSpec, parse_spec
@@ -72,8 +73,15 @@ class JobMeta(BaseModel):
 
     progress: JobProgress = JobProgress()
     error: JobFailure | None = None
-    transient_failures: int = 0
+    transient_failures: int = 0  # failures that spent a retry: storage or network away
+    lost: int = 0  # ... and workers that died mid-job (SIGKILL, OOM, lost machine)
+    interruptions: int = 0  # warm shutdowns (SIGTERM, Ctrl+C): requeued, no retry spent
     retry_after: float | None = None  # epoch seconds: a retried attempt waits until then
+
+    @property
+    def failures(self) -> int:
+        """Failed attempts that spent a retry."""
+        return self.transient_failures + self.lost
 
 
 def read_meta(job: Job) -> JobMeta:
@@ -109,24 +117,6 @@ def job_timeout_s(frames: int | None, settings: QueueSettings) -> int:
     return int(settings.job_timeout_base_s + settings.job_timeout_per_frame_s * frames)
 
 
-def _frames_to_do(spec: JobSpec) -> int | None:
-    """The source's frame count when it can be read cheaply here (a local file or folder)."""
-    from jobs.storage import is_url
-
-    if is_url(spec.source):
-        return spec.max_frames
-    try:
-        from worker.video_source import open_video
-
-        with open_video(spec.source) as video:
-            frames = video.info.num_frames
-    except Exception:  # the worker reports a bad source; here it only sizes the timeout
-        return spec.max_frames
-    if frames is None or spec.max_frames is None:
-        return frames if frames is not None else spec.max_frames
-    return min(frames, spec.max_frames)
-
-
 # --- the client ----------------------------------------------------------------------------
 
 
@@ -143,6 +133,7 @@ class JobView:
     started_at: datetime | None
     ended_at: datetime | None
     worker: str | None
+    retries_left: int | None = None
 
     @property
     def done(self) -> bool:
@@ -177,15 +168,17 @@ class JobQueue:
         return cls(connect_redis(url or settings.redis_url), name or settings.queue_name, settings)
 
     def submit(self, spec: JobSpec | dict, job_id: str | None = None) -> JobView:
-        """Validate ``spec`` and put it on the queue; the new job's view."""
+        """Validate ``spec`` and put it on the queue; the new job's view.
+
+        The source is not opened here (that is the worker's job, and slow): the RQ timeout is
+        sized from ``max_frames`` when given, else it is the backstop ``job_timeout_unknown_s``;
+        the worker stops the job between frames once the length it finds allows no more
+        (``worker.job_runner``)."""
         spec = parse_spec(spec if isinstance(spec, JobSpec) else dict(spec))
         if job_id is not None:
-            try:
-                validate_job_id(job_id)
-            except ValueError as error:
-                raise InputError(f"bad job id {job_id!r}: {error}") from None
+            _check_job_id(job_id)
             self.redis.delete(job_cancel_key(job_id))  # a reused id starts uncancelled
-        timeout = spec.timeout_s or job_timeout_s(_frames_to_do(spec), self.settings)
+        timeout = spec.timeout_s or job_timeout_s(spec.max_frames, self.settings)
         job = self._call_redis(
             lambda: self.queue.enqueue_call(
                 JOB_FUNCTION,
@@ -212,6 +205,7 @@ class JobQueue:
             started_at=job.started_at,
             ended_at=job.ended_at,
             worker=job.worker_name,
+            retries_left=job.retries_left,
         )
 
     def cancel(self, job_id: str) -> JobView:
@@ -262,18 +256,40 @@ class JobQueue:
         return JobResult(job_id, location, manifest)
 
     def _fetch(self, job_id: str) -> Job:
+        letter = None
         try:
+            _check_job_id(job_id)
             return self._call_redis(
                 lambda: Job.fetch(job_id, connection=self.redis, serializer=JSONSerializer)
             )
         except NoSuchJobError:
-            raise InputError(f"no such job: {job_id}") from None
+            letter = self._call_redis(lambda: find_dead_letter(self.redis, self.name, job_id))
+            problem = f"no such job: {job_id}"
+        except InputError as error:
+            letter = self._call_redis(lambda: find_dead_letter(self.redis, self.name, job_id))
+            problem = str(error)
+        except (TransientError, InvalidJobOperation):
+            raise
+        except Exception as error:  # a job hash with garbage fields
+            letter = self._call_redis(lambda: find_dead_letter(self.redis, self.name, job_id))
+            problem = f"job {job_id} is unreadable: {type(error).__name__}: {error}"
+        if letter is not None:
+            problem += f"; moved aside by {letter.worker or 'a worker'} at {letter.at}: "
+            problem += letter.reason
+        raise InputError(" ".join(problem.split()))
 
     def _call_redis(self, operation):
         try:
             return operation()
         except (RedisConnectionError, RedisTimeoutError) as error:
             raise TransientError(f"cannot reach Redis: {error}") from None
+
+
+def _check_job_id(job_id: str) -> None:
+    try:
+        validate_job_id(job_id)
+    except (TypeError, ValueError) as error:
+        raise InputError(f"bad job id {job_id!r}: {error}") from None
 
 
 def _state(job: Job) -> str:

@@ -36,11 +36,18 @@ def live_session_keys(session_id: str) -> tuple[str, str, str]:
 
 # ----- job queue (jobs.queue, worker.rq_worker, worker.job_runner) ----------------------------
 # Segmentation jobs live in RQ's own keys (``rq:queue:<name>``, ``rq:job:<id>``, registries), so
-# that ``rq info`` sees them; streamseg adds one flag per job that asks a running job to stop.
+# that ``rq info`` sees them; streamseg adds one flag per job that asks a running job to stop,
+# and one dead-letter list per queue: malformed entries a worker found and moved aside.
 DEFAULT_JOB_QUEUE = "streamseg"
 CANCEL_FLAG_TTL_S = 7 * 24 * 3600
+DEAD_LETTER_LIMIT = 10_000  # newest entries kept per queue
 
 
 def job_cancel_key(job_id: str) -> str:
     """Set (any value) to ask the worker running ``job_id`` to stop between frames."""
     return f"{PREFIX}:queue:cancel:{job_id}"
+
+
+def dead_letter_key(queue_name: str) -> str:
+    """A list of JSON ``jobs.dead_letter.DeadLetter`` records, newest first."""
+    return f"{PREFIX}:queue:dead-letter:{queue_name}"

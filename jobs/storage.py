@@ -9,11 +9,12 @@ one put, or via a temporary name and a rename on local disks), then ``manifest.j
 each file's size and sha256, last. A folder without a manifest, or whose manifest names another
 job, is not a result. Storage operations are retried with exponential backoff; what still fails
 raises ``TransientError`` (the job is retried) unless it is plainly the caller's fault (missing
-input, no permission, unknown URL scheme), which raises ``InputError``.
+input, no permission, a read-only filesystem, unknown URL scheme), which raises ``InputError``.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import posixpath
@@ -37,6 +38,7 @@ from jobs.errors import InputError, TransientError
 MANIFEST_NAME = "manifest.json"
 _HTTP_TIMEOUT_S = 20.0
 _PERMANENT = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
+_PERMANENT_ERRNOS = frozenset({errno.EROFS, errno.ENAMETOOLONG, errno.ELOOP})
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 T = TypeVar("T")
 
@@ -63,6 +65,8 @@ class Retrier:
             except _PERMANENT as error:
                 raise InputError(f"{what}: {_reason(error)}") from None
             except (OSError, TimeoutError) as error:
+                if getattr(error, "errno", None) in _PERMANENT_ERRNOS:
+                    raise InputError(f"{what}: {_reason(error)}") from None
                 if attempt + 1 == self.attempts:
                     raise TransientError(f"{what}: {_reason(error)}") from error
                 time.sleep(self.backoff_s * 2**attempt)

@@ -1,7 +1,10 @@
 """The queue job: one ``JobSpec`` through ``segment_video`` inside an RQ worker.
 
-``run_job(spec)`` is the only function workers run. It resolves the input (local path, http(s)
-or fsspec URL), loads the model through the per-process cache (kept across jobs), tracks the
+``run_job(spec)`` is the only function workers run. Before the first frame it checks what can
+fail cheaply, so such a job fails at frame 0 within seconds: the output location takes a file
+(a probe, written and removed), the checkpoint loads (with the model, through the per-process
+cache kept across jobs), the prompts and the input resolve (local path, http(s) or fsspec
+URL). Then it tracks the
 video while writing progress into the job's meta, stops between frames when a cancel flag is
 set, saves a checkpoint every N frames next to the outputs and, when an earlier attempt of the
 same job died, resumes from the last one. The result is published files-first, manifest-last.
@@ -22,7 +25,7 @@ from rq import get_current_job
 from rq.job import Job, validate_job_id
 
 from configs.settings import QueueSettings, TrackerSettings, load_settings
-from jobs.errors import InputError, StreamsegError
+from jobs.errors import InputError, OutputError, StreamsegError
 from jobs.prompts import Prompt, merge_prompts
 from jobs.queue import JobMeta, job_timeout_s, read_meta, write_meta
 from jobs.redis_keys import job_cancel_key
@@ -38,6 +41,7 @@ from jobs.storage import (
     read_bytes,
     read_manifest,
     remove,
+    write_bytes,
 )
 from jobs.tracks import spool_path_for
 from worker.job_checkpoint import CHECKPOINT_DIR, Checkpointer, CheckpointStore, restore
@@ -133,6 +137,7 @@ class JobRunner:
             store.clear()  # an earlier attempt published and died before saying so
             return done
         self.retrier.call("cannot clear the old manifest", lambda: remove(output, MANIFEST_NAME))
+        self._probe_output(output)
         with self._scratch() as scratch:
             try:
                 summary = self._segment(scratch, store)
@@ -144,12 +149,25 @@ class JobRunner:
         return manifest
 
     # ----- steps ---------------------------------------------------------------------------
+    def _probe_output(self, output: Location) -> None:
+        """The output location takes a file: write one and remove it (``OutputError`` if not)."""
+        name = f".streamseg-probe-{self.job.id}"
+
+        def probe() -> None:
+            write_bytes(output, name, b"")
+            remove(output, name)
+
+        try:
+            self.retrier.call(f"output {self.spec.output} is not writable", probe)
+        except InputError as error:
+            raise OutputError(str(error)) from None
+
     def _segment(self, scratch: Path, store: CheckpointStore) -> SegmentSummary:
-        source = fetch_input(self.spec.source, scratch / "input", self.retrier)
-        prompts = self._prompts(scratch / "masks")
         from worker.engines import load_engine
 
-        engine = load_engine(self._tracker_settings(), show_progress=False)
+        engine = load_engine(self._tracker_settings(), show_progress=False)  # checkpoint first
+        prompts = self._prompts(scratch / "masks")
+        source = fetch_input(self.spec.source, scratch / "input", self.retrier)
         out_dir = scratch / "out"
         request = SegmentRequest(
             source=source,
@@ -255,6 +273,7 @@ class JobRunner:
             model=self.spec.model,
             checkpoint=checkpoint,
             image_size=self.spec.image_size,
+            device=self.settings.device or self.tracker.device,
             offload_memory_to_cpu=self.spec.offload_memory or self.tracker.offload_memory_to_cpu,
         )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import fsspec
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 
 from configs.settings import QueueSettings
+from jobs.dead_letter import DeadLetter, find_dead_letter, move_aside, read_dead_letters
 from jobs.errors import InputError, TransientError
 from jobs.prompts import Prompt
 from jobs.queue import JobQueue
@@ -98,6 +100,8 @@ def test_retrier_backs_off_on_transient_errors_only():
         Retrier(attempts=2, backoff_s=0.01).call("read", _raise(TimeoutError("slow")))
     with pytest.raises(InputError, match="read: FileNotFoundError"):
         Retrier(attempts=5, backoff_s=10).call("read", _raise(FileNotFoundError("gone")))
+    with pytest.raises(InputError, match="write: OSError"):  # read-only filesystem: at once
+        Retrier(attempts=5, backoff_s=10).call("write", _raise(OSError(30, "Read-only")))
 
 
 def _raise(error: Exception):
@@ -158,9 +162,10 @@ def test_checkpoint_store_commits_last_and_keeps_only_its_files():
 
 
 def test_failures_are_classified():
-    from rq.exceptions import DeserializationError
+    from rq.exceptions import AbandonedJobError, DeserializationError
 
     from jobs.errors import VideoDecodeError
+    from worker.job_runner import WorkerStopping
     from worker.pipeline import Cancelled
 
     assert classify(Cancelled("cancelled at frame 3")).kind == "cancelled"
@@ -168,6 +173,9 @@ def test_failures_are_classified():
     assert classify(VideoDecodeError("no such file: x")).kind == "input"
     assert classify(TransientError("s3 down")).kind == "transient"
     assert classify(ConnectionResetError("reset")).kind == "transient"
+    assert classify(WorkerStopping("worker shutting down at frame 2")).kind == "interrupted"
+    assert classify(AbandonedJobError()).kind == "lost"
+    assert classify(OSError(30, "Read-only file system")).kind == "transient"
     assert classify(RuntimeError("bug")).model_dump() == {
         "kind": "internal",
         "message": "RuntimeError: bug",
@@ -199,7 +207,9 @@ def test_client_submit_status_cancel_without_workers(redis_url, tmp_path):
         jobs.submit(SPEC, job_id="../x")
 
 
-def test_job_timeout_follows_the_video_length(redis_url, bear_clip, tmp_path):
+def test_submit_sizes_the_timeout_without_opening_the_source(redis_url, bear_clip, tmp_path):
+    """The client never decodes the video (slow, and the worker's business): the RQ timeout
+    is the backstop unless the spec bounds the length; the worker applies the length rule."""
     from rq.job import Job
     from rq.serializers import JSONSerializer
 
@@ -212,7 +222,46 @@ def test_job_timeout_follows_the_video_length(redis_url, bear_clip, tmp_path):
         return Job.fetch(job_id, connection=jobs.redis, serializer=JSONSerializer).timeout
 
     base, per_frame = settings.job_timeout_base_s, settings.job_timeout_per_frame_s
-    assert timeout_of() == int(base + 6 * per_frame)  # the clip's 6 frames
+    assert timeout_of() == settings.job_timeout_unknown_s
     assert timeout_of(max_frames=2) == int(base + 2 * per_frame)
     assert timeout_of(source="https://example.invalid/v.mp4") == settings.job_timeout_unknown_s
+    assert timeout_of(source=str(tmp_path / "not-there.mp4")) == settings.job_timeout_unknown_s
     assert timeout_of(timeout_s=77) == 77
+
+
+def test_dead_letters_round_trip(redis_client):
+    queue = unique_queue()
+    redis_client.rpush("some-list", "bad/id", "other")
+    letter = DeadLetter(entry="bad/id", source="some-list", reason="malformed", worker="w1")
+    move_aside(redis_client, queue, letter, lambda pipe: pipe.lrem("some-list", 1, "bad/id"))
+    assert redis_client.lrange("some-list", 0, -1) == [b"other"]
+    found = find_dead_letter(redis_client, queue, "bad/id")
+    assert (found.entry, found.source, found.reason, found.worker) == (
+        "bad/id", "some-list", "malformed", "w1"
+    )  # fmt: skip
+    assert found.at  # stamped when moved
+    assert find_dead_letter(redis_client, queue, "other") is None
+    registry = DeadLetter(entry="job-1:exec-9", source="rq:wip:x", reason="r")
+    move_aside(redis_client, queue, registry, lambda pipe: None)
+    assert find_dead_letter(redis_client, queue, "job-1").source == "rq:wip:x"
+    assert [d.entry for d in read_dead_letters(redis_client, queue)] == ["job-1:exec-9", "bad/id"]
+
+
+@pytest.mark.parametrize(
+    ("job_id", "words"),
+    [("bad/id", "bad job id 'bad/id'"), ("../x", "bad job id '../x'"), ("nope-1", "no such job")],
+)
+def test_client_refuses_bad_or_unknown_ids_with_one_line(redis_url, job_id, words):
+    jobs = JobQueue.connect(QueueSettings(), redis_url, unique_queue())
+    for call in (jobs.get, jobs.cancel, jobs.result):
+        with pytest.raises(InputError, match=re.escape(words)) as error:
+            call(job_id)
+        assert "\n" not in str(error.value)
+
+
+def test_redis_passwords_are_masked_in_help():
+    from configs.settings import redact_url
+
+    assert redact_url("redis://:s3cret@db:6380/0") == "redis://:***@db:6380/0"
+    assert redact_url("redis://user:s3cret@db/1") == "redis://user:***@db/1"
+    assert redact_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"

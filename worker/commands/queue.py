@@ -12,26 +12,59 @@ from worker.commands.common import add_model_flags, add_prompt_flags
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from configs.settings import load_settings
+
+    settings = load_settings().queue
     submit = subparsers.add_parser(
         "submit",
         help="queue a video for segmentation by `streamseg worker`s",
         description="Validate a job and put it on the Redis queue; prints the job id. "
         "Outputs (tracks.json, overlay.mp4, then manifest.json) go to --out, a folder or an "
-        "fsspec URL; paths are as the workers see them.",
+        "fsspec URL; paths are as the workers see them. The source is not opened here: the "
+        "worker checks it, the output and the checkpoint before the first frame.",
     )
     submit.add_argument("source", help="video file, image folder, http(s) or fsspec URL")
     submit.add_argument("--out", required=True, help="output folder or URL (s3://, memory://)")
-    submit.add_argument("--no-overlay", action="store_true", help="skip overlay.mp4")
-    submit.add_argument("--no-tracks", action="store_true", help="skip tracks.json")
-    submit.add_argument("--max-frames", type=int, help="stop after N frames")
-    submit.add_argument("--checkpoint-every", type=int, metavar="N", help="frames between saves")
-    submit.add_argument("--timeout", type=int, metavar="S", help="job timeout (default: by length)")
-    submit.add_argument("--job-id", help="job id (default: random)")
-    submit.add_argument("--wait", action="store_true", help="follow the job until it ends")
-    submit.add_argument("--quiet", action="store_true", help="no progress bar with --wait")
+    submit.add_argument(
+        "--no-overlay", action="store_true", help="skip overlay.mp4 (default: written)"
+    )
+    submit.add_argument(
+        "--no-tracks", action="store_true", help="skip tracks.json (default: written)"
+    )
+    submit.add_argument(
+        "--max-frames", type=int, metavar="N", help="stop after N frames (default: the whole video)"
+    )
+    submit.add_argument(
+        "--checkpoint-every",
+        type=int,
+        metavar="N",
+        help="frames between crash-resume saves (default: "
+        f"{settings.checkpoint_every}, from $STREAMSEG_CHECKPOINT_EVERY)",
+    )
+    submit.add_argument(
+        "--timeout",
+        type=int,
+        metavar="S",
+        help="seconds one attempt may take "
+        f"(default: {settings.job_timeout_base_s} + "
+        f"{settings.job_timeout_per_frame_s:g} per frame, once the worker knows "
+        "the length)",
+    )
+    submit.add_argument("--job-id", help="job id: letters, digits, _ and - (default: random)")
+    submit.add_argument(
+        "--wait",
+        action="store_true",
+        help="follow the job until it ends; exit 1 unless it finished "
+        "(default: print the id and return)",
+    )
+    submit.add_argument(
+        "--quiet",
+        action="store_true",
+        help="with --wait: no progress bar (default: shown on stderr)",
+    )
     add_prompt_flags(submit)
     add_model_flags(submit)
-    _add_queue_flags(submit)
+    _add_queue_flags(submit, settings)
     submit.set_defaults(handler=run_submit)
 
     for name, handler, text in (
@@ -40,16 +73,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ("cancel", run_cancel, "cancel a queued job or stop a running one between frames"),
     ):
         parser = subparsers.add_parser(name, help=text, description=text)
-        parser.add_argument("job", help="job id")
-        parser.add_argument("--json", action="store_true", help="machine-readable output")
-        _add_queue_flags(parser)
+        parser.add_argument("job", help="job id (as printed by streamseg submit)")
+        parser.add_argument(
+            "--json", action="store_true", help="machine-readable output (default: text)"
+        )
+        _add_queue_flags(parser, settings)
         parser.set_defaults(handler=handler)
 
 
-def _add_queue_flags(parser: argparse.ArgumentParser) -> None:
+def _add_queue_flags(parser: argparse.ArgumentParser, settings) -> None:
     group = parser.add_argument_group("queue")
-    group.add_argument("--redis", metavar="URL", help="Redis URL (default $STREAMSEG_REDIS_URL)")
-    group.add_argument("--queue", metavar="NAME", help="queue name (default $STREAMSEG_QUEUE)")
+    group.add_argument(
+        "--redis",
+        metavar="URL",
+        help=f"Redis URL (default: {settings.redis_url_shown}, from $STREAMSEG_REDIS_URL)",
+    )
+    group.add_argument(
+        "--queue",
+        metavar="NAME",
+        help=f"queue name (default: {settings.queue_name}, from $STREAMSEG_QUEUE)",
+    )
 
 
 def _open_queue(args: argparse.Namespace):
@@ -137,6 +180,14 @@ def _describe(view) -> str:
             f"  frame {progress.frame}/{total}, {progress.fps:.1f} fps, "
             f"attempt {progress.attempt}{resumed}"
         )
+    meta = view.meta
+    if meta.interruptions or meta.failures:
+        left = "" if view.retries_left is None else f"; {view.retries_left} retries left"
+        lines.append(
+            f"  interrupted {meta.interruptions}x (warm shutdowns, no retry spent); "
+            f"failed {meta.failures}x (transient {meta.transient_failures}, "
+            f"worker lost {meta.lost}){left}"
+        )
     if error is not None and view.state != "finished":
         lines.append(
             f"  {'cancelled' if view.cancelled else 'reason'} ({error.kind}): {error.message}"
@@ -153,6 +204,7 @@ def run_status(args: argparse.Namespace) -> int:
             "id": view.id,
             "state": view.state,
             "worker": view.worker,
+            "retries_left": view.retries_left,
             "spec": view.spec.model_dump(mode="json") if view.spec else None,
             **view.meta.model_dump(mode="json"),
         }
