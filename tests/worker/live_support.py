@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -64,6 +65,12 @@ class SlowTracker:
 
     def remove_object(self, obj_id: int) -> None:
         self._centres.pop(obj_id, None)
+
+    def snapshot(self) -> bytes:
+        return pickle.dumps((self.frame_idx, dict(self._centres), self._unusable))
+
+    def restore(self, data: bytes) -> None:
+        self.frame_idx, self._centres, self._unusable = pickle.loads(data)
 
     def step(self, rgb: np.ndarray) -> FrameResult:
         if self._unusable is not None:

@@ -68,6 +68,12 @@ class RecordingTracker:
     def step(self, rgb):
         return self.inner.step(rgb)
 
+    def snapshot(self) -> bytes:
+        return self.inner.snapshot()
+
+    def restore(self, data: bytes) -> None:
+        self.inner.restore(data)
+
 
 @dataclass(frozen=True)
 class Sample:

@@ -4,7 +4,6 @@ source (frames dropped, not queued), prompts and commands over HTTP, and saving 
 from __future__ import annotations
 
 import json
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -170,18 +169,30 @@ def test_a_negative_click_on_a_tracked_object_is_anchored_inside_its_mask() -> N
     assert anchored(boxed, mask) == boxed
 
 
-def test_a_prompt_the_tracker_rejects_is_reported_and_tracking_goes_on() -> None:
+def test_a_prompt_the_tracker_rejects_is_undone_and_tracking_goes_on(tmp_path: Path) -> None:
     tracker = SlowTracker(0.01, strict=True)
-    session = LiveSession(Capture(SyntheticSource(320, 240, 30, None)), lambda: tracker)
+    recorder = Recorder(tmp_path / "out", 320, 240, 30.0, {"name": "strict"})
+    capture = Capture(SyntheticSource(320, 240, 30, None))
+    session = LiveSession(capture, lambda: tracker, recorder=recorder)
     with session:
-        session.controls.click(None, 200, 120, positive=False)  # a new object, no positive
+        assert session.controls.click(None, 100, 120) == 1
+        assert wait_until(lambda: [o.obj_id for o in session.state().objects] == [1], 5)
+        # a new object with only a negative click: the tracker rejects it
+        assert session.controls.click(None, 200, 120, positive=False) == 2
         assert wait_until(lambda: session.state().notice, timeout=5) == (
-            "prompt rejected: a point prompt needs at least one positive point"
+            "prompt for object 2 rejected: a point prompt needs at least one positive point"
         )
-        session.controls.click(None, 100, 120)
-        assert wait_until(lambda: [o.obj_id for o in session.state().objects] == [2], 5)
-        assert session.state().notice is None and session.state().status is Status.RUNNING
-        session.controls.click(2, 100, 120, positive=False)  # anchored: the tracker takes it
+        state = session.state()
+        assert state.rejected == 2 and state.status is Status.RUNNING
+        assert session.controls.objects == [1]  # no phantom object 2
+        assert [o.obj_id for o in state.objects] == [1]
+        frames_then = session.stats.processed
+        assert wait_until(lambda: session.stats.processed > frames_then + 3, 10)
+        session.controls.click(1, 100, 120, positive=False)  # anchored: the tracker takes it
         assert wait_until(lambda: tracker.prompts[-1].labels == (1, 0), 5)
-        time.sleep(0.2)
-        assert session.state().notice is None and session.state().status is Status.RUNNING
+        assert wait_until(lambda: session.state().notice is None, 5)
+    tracks = read_tracks(tmp_path / "out" / "tracks.json")
+    (track,) = tracks.objects  # object 2 never existed
+    frames = [f.frame for f in track.frames if f.visible]
+    # object 1 is on every frame from its first on: the rejection blanked none
+    assert frames == list(range(frames[0], tracks.video.num_frames))

@@ -1,10 +1,8 @@
 """What the page asks for (clicks, boxes, new/remove object, reset) and how it reaches a tracker.
 
 :class:`Controls` faces the page: it checks coordinates, gives new objects their ids and hands
-each :data:`Command` to a sink (the local :class:`PromptBook`, or a Redis stream for a remote
-tracker). :class:`PromptBook` faces the tracker: it queues commands from any thread and
-applies them to the tracker right before its next frame, so a prompt always lands on a frame
-the tracker has not processed yet.
+each :data:`Command` to a sink (the local tracking loop's queue, ``tracking.PromptQueue``, or
+a Redis stream for a remote tracker), which applies it on the frame the user clicked on.
 """
 
 from __future__ import annotations
@@ -178,64 +176,9 @@ class LiveTracker(Protocol):
 
     def step(self, rgb: np.ndarray) -> FrameResult: ...
 
+    def snapshot(self) -> bytes: ...
 
-@dataclass(frozen=True)
-class Applied:
-    """What applying the queued commands gave: the tracker to run (None while no object
-    exists: no model needs to run), whether prompts went to it for this frame, and why one
-    was rejected, if one was."""
-
-    tracker: LiveTracker | None
-    prompted: bool
-    notice: str | None
-
-
-class PromptBook:
-    """Commands queued from any thread, applied to the tracker between two frames."""
-
-    def __init__(self, make_tracker: Callable[[], LiveTracker]) -> None:
-        self._make_tracker = make_tracker
-        self._lock = threading.Lock()
-        self._queue: list[Command] = []
-        self.objects: set[int] = set()
-
-    def submit(self, command: Command) -> None:
-        with self._lock:
-            self._queue.append(command)
-
-    def apply(self, tracker: LiveTracker | None, masks: dict[int, np.ndarray]) -> Applied:
-        """Apply queued commands in order; ``masks``: each object's mask on the last frame
-        (a negative-only click on a tracked object is anchored in it, see ``anchored``)."""
-        with self._lock:
-            queue, self._queue = self._queue, []
-        pending: dict[int, PromptCommand] = {}
-        for command in queue:
-            if isinstance(command, ResetCommand):
-                pending.clear()
-                self.objects.clear()
-                tracker = None
-            elif isinstance(command, RemoveCommand):
-                pending.pop(command.obj_id, None)
-                self.objects.discard(command.obj_id)
-                if tracker is not None:
-                    tracker.remove_object(command.obj_id)
-            else:
-                pending[command.obj_id] = _merge(pending.get(command.obj_id), command)
-        if pending and tracker is None:
-            tracker = self._make_tracker()
-        notice = None
-        for command in pending.values():
-            command = anchored(command, masks.get(command.obj_id))
-            prompt = Prompt(
-                command.obj_id, tracker.frame_idx, command.points, command.labels, command.box
-            )
-            try:
-                tracker.add_prompt(prompt)
-            except InputError as error:
-                notice = f"prompt for object {command.obj_id} rejected: {error}"
-                continue
-            self.objects.add(command.obj_id)
-        return Applied(tracker if self.objects else None, bool(pending), notice)
+    def restore(self, data: bytes) -> None: ...
 
 
 def anchored(command: PromptCommand, mask: np.ndarray | None) -> PromptCommand:
@@ -257,7 +200,7 @@ def anchored(command: PromptCommand, mask: np.ndarray | None) -> PromptCommand:
     )
 
 
-def _merge(old: PromptCommand | None, new: PromptCommand) -> PromptCommand:
+def merge_prompts(old: PromptCommand | None, new: PromptCommand) -> PromptCommand:
     """Clicks given between two frames accumulate; a later box replaces an earlier one."""
     if old is None:
         return new

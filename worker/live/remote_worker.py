@@ -24,8 +24,9 @@ from configs.settings import TrackerSettings, load_settings
 from jobs.errors import StreamsegError
 from jobs.redis_keys import live_session_keys
 from worker.live import remote_wire as wire
+from worker.live.capture import CapturedFrame
 from worker.live.controls import LiveTracker, command_from_json
-from worker.live.session import LiveTracking
+from worker.live.tracking import LiveTracking
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +123,7 @@ class RemoteTrackerLoop:
         started = time.perf_counter()
         rgb = frame.rgb()
         self._size = (rgb.shape[1], rgb.shape[0])
-        objects = self.tracking.process(rgb)
+        objects = self.tracking.process(CapturedFrame(frame.index, rgb, frame.captured_at))
         self.skipped += max(frame.seq - self._last_seq - 1, 0)
         self._last_seq = frame.seq
         self.processed += 1
@@ -154,7 +155,7 @@ class RemoteTrackerLoop:
                 command = wire.control_from_fields(fields)
                 if command.get("type") == wire.END_COMMAND["type"]:
                     return True
-                self.tracking.book.submit(command_from_json(command))
+                self.tracking.queue.submit(command_from_json(command))
         return False
 
     def _publish(self, fields: dict) -> None:

@@ -15,15 +15,14 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
-import numpy as np
-
-from jobs.errors import InputError, StreamsegError
+from jobs.errors import StreamsegError
 from worker.live.capture import Capture, FrameSlot, SourceEnd
-from worker.live.controls import Controls, LiveTracker, PromptBook
-from worker.live.display import Display, ObjectMask, ObjectView
+from worker.live.controls import Controls, LiveTracker
+from worker.live.display import Display, ObjectView
 from worker.live.recorder import Recorder
 from worker.live.sources import public_label
 from worker.live.stats import LiveStats, StatsSnapshot
+from worker.live.tracking import LiveTracking
 
 DEFAULT_STALL_TIMEOUT_S = 5.0
 _POLL_S = 0.1
@@ -50,6 +49,8 @@ class SessionState:
     frame: int | None  # capture index of the newest rendered frame
     saved: tuple[str, ...] = ()
     notice: str | None = None  # the last prompt the tracker rejected, and why
+    rejected: int | None = None  # the object whose prompt was rejected
+    busy: bool = False  # prompts queued or being applied
 
     def to_json(self) -> dict:
         """What the page gets: no server paths (the source's and saved files' base names)."""
@@ -65,6 +66,8 @@ class SessionState:
             "frame": self.frame,
             "saved": [Path(p).name for p in self.saved],
             "notice": self.notice,
+            "rejected": self.rejected,
+            "busy": self.busy,
         }
 
 
@@ -87,17 +90,24 @@ class LiveSession:
     ) -> None:
         info = capture.source.info
         self.capture = capture
-        self.tracking = LiveTracking(make_tracker)
-        self.controls = Controls(info.width, info.height, self.tracking.book.submit)
+        self.recorder = recorder
+        self.controls = Controls(info.width, info.height, self._submit)
+        self.tracking = LiveTracking(
+            make_tracker,
+            on_final=recorder.add if recorder is not None else None,
+            on_rejected=self.controls.forget,
+        )
         self.display = Display()
         self.stats = LiveStats()
         self.stall_timeout = stall_timeout
-        self.recorder = recorder
         self.saved: list[Path] = []
         self._status, self._message = Status.RUNNING, f"playing {info.name}"
         self._stop = threading.Event()
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, name="live-session", daemon=True)
+
+    def _submit(self, command) -> None:
+        self.tracking.queue.submit(command)
 
     def start(self) -> LiveSession:
         self.capture.start()
@@ -124,13 +134,11 @@ class LiveSession:
                     return end
                 continue
             started = time.monotonic()
-            objects = self.tracking.process(frame.rgb)
+            objects = self.tracking.process(frame)
             shown = self.display.publish(frame.index, frame.captured_at, frame.rgb, objects)
             self.stats.record_frame(
                 frame.captured_at, shown.rendered_at, shown.rendered_at - started
             )
-            if self.recorder is not None:
-                self.recorder.add(frame, objects)
         return None
 
     def _finish(self, end: SourceEnd | None) -> None:
@@ -138,6 +146,7 @@ class LiveSession:
         message = end.message if end is not None else "stopped by the user"
         if self.recorder is not None:
             try:
+                self.tracking.flush()  # the last frames kept for rewinding are final now
                 self.saved = self.recorder.close()
             except (OSError, RuntimeError, ValueError) as error:
                 message += f"; saving failed: {error}"
@@ -166,6 +175,8 @@ class LiveSession:
             latest.capture_index if latest is not None else None,
             tuple(str(p) for p in self.saved),
             self.tracking.notice,
+            self.tracking.rejected,
+            self.tracking.busy,
         )
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -195,37 +206,3 @@ def dropped_count(
     if done.is_set():
         return max(slot.captured - stats.processed, 0)
     return slot.dropped + skipped
-
-
-class LiveTracking:
-    """A live session's tracker with its prompt book: ``process(rgb)`` once per frame.
-
-    A prompt the tracker rejects (``InputError``, e.g. a click it cannot use) does not end
-    the session: ``notice`` says why, and tracking goes on without it.
-    """
-
-    def __init__(self, make_tracker: Callable[[], LiveTracker]) -> None:
-        self.book = PromptBook(make_tracker)
-        self.tracker: LiveTracker | None = None
-        self.notice: str | None = None
-        self._masks: dict[int, np.ndarray] = {}
-
-    def process(self, rgb: np.ndarray) -> list[ObjectMask]:
-        """Every object's mask on ``rgb``; nothing (and no model run) while none exists."""
-        applied = self.book.apply(self.tracker, self._masks)
-        self.tracker = applied.tracker
-        if applied.prompted:
-            self.notice = applied.notice
-        if self.tracker is None:
-            self._masks = {}
-            return []
-        try:
-            result = self.tracker.step(rgb)
-        except InputError as error:
-            if not applied.prompted:
-                raise
-            self.notice = f"prompt rejected: {error}"
-            return []
-        objects = [ObjectMask(o.obj_id, o.mask, o.score) for o in result.objects.values()]
-        self._masks = {o.obj_id: o.mask for o in objects if o.visible}
-        return objects
