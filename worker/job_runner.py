@@ -131,13 +131,13 @@ class JobRunner:
         output = self.retrier.call(
             f"cannot open {self.spec.output}", lambda: open_location(self.spec.output)
         )
+        self._probe_output(output)
         store = CheckpointStore(output.sub(CHECKPOINT_DIR), self.retrier)
         done = self.retrier.call(f"cannot read {self.spec.output}", lambda: read_manifest(output))
         if done is not None and done.job_id == self.job.id and done.spec_digest == self.digest:
             store.clear()  # an earlier attempt published and died before saying so
             return done
         self.retrier.call("cannot clear the old manifest", lambda: remove(output, MANIFEST_NAME))
-        self._probe_output(output)
         with self._scratch() as scratch:
             try:
                 summary = self._segment(scratch, store)

@@ -89,7 +89,9 @@ class WorkerFactory:
     folder: Path
     started: list[WorkerProcess] = field(default_factory=list)
 
-    def start(self, threads: int = 2, **env: str) -> WorkerProcess:
+    def start(self, threads: int = 2, *extra: str, redis_url: str | None = None,
+              **env: str) -> WorkerProcess:  # fmt: skip
+        """``streamseg worker`` (``extra``: more flags, e.g. ``--devices cpu,cpu``)."""
         name = f"w-{uuid.uuid4().hex[:6]}"
         log_path = self.folder / f"{name}.log"
         environment = {
@@ -100,8 +102,9 @@ class WorkerFactory:
             "MKL_NUM_THREADS": str(threads),
             **env,
         }
-        command = [sys.executable, "-m", "worker.cli", "worker", "--redis", self.redis_url,
-                   "--queue", self.queue, "--name", name]  # fmt: skip
+        command = [sys.executable, "-m", "worker.cli", "worker", "--redis",
+                   redis_url or self.redis_url, "--queue", self.queue, "--name", name,
+                   *extra]  # fmt: skip
         with open(log_path, "wb") as log:
             process = subprocess.Popen(
                 command, cwd=PROJECT_ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT
@@ -109,6 +112,14 @@ class WorkerFactory:
         worker = WorkerProcess(name, process, log_path)
         self.started.append(worker)
         return worker
+
+    def registered(self) -> set[str]:
+        """Names of the workers registered on this factory's queue now."""
+        from redis import Redis
+        from rq import Queue, Worker
+
+        with Redis.from_url(self.redis_url) as redis:
+            return {w.name for w in Worker.all(queue=Queue(self.queue, connection=redis))}
 
     def wait_registered(self, count: int, timeout: float = 60.0) -> None:
         """Until ``count`` workers listen on the queue (they import torch first: seconds)."""
@@ -188,6 +199,14 @@ def reference_run(bear_clip: Path, sam2_checkpoint: Path, tmp_path_factory) -> P
     argv = ["segment", str(bear_clip), "--out", str(out), "--quiet", *BEAR_PROMPTS]
     assert main(argv + model_args(sam2_checkpoint)) == 0
     return out
+
+
+def streamseg(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """``streamseg ARGS`` as a user runs it: a fresh process, its exit status and output."""
+    return subprocess.run(
+        [sys.executable, "-m", "worker.cli", *args], cwd=PROJECT_ROOT, capture_output=True,
+        text=True, timeout=timeout,
+    )  # fmt: skip
 
 
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
