@@ -21,5 +21,9 @@ class ModelLoadError(InputError):
     """The model could not be built or its checkpoint does not fit it."""
 
 
+class OutputError(InputError):
+    """The output folder cannot take the results: not a folder, not writable, full, failing."""
+
+
 class TransientError(StreamsegError):
     """A failure worth retrying (storage or network unreachable)."""

@@ -7,19 +7,31 @@ Two forms: ``PromptSpec`` (pydantic, the JSON edge: prompt files and job specs) 
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 from PIL import Image
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, model_validator
 
 from jobs.errors import InputError
 
 Point = tuple[float, float]
 Box = tuple[float, float, float, float]
+
+MAX_OBJECT_ID = 2**31 - 1  # ids travel as int32 in exports and masks
+MAX_PROMPT_FILE_BYTES = 16 << 20  # a prompts file is read whole: /dev/zero must not be
+MAX_DOCUMENT_DEPTH = 32  # a prompts document is 5 levels deep; 32 leaves room, not a stack
+MAX_DOCUMENT_NODES = 1_000_000  # values counted as expanded: a YAML alias bomb stops here
+YAML_SUFFIXES = (".yaml", ".yml")
+
+# JSON and YAML types exactly: ``true`` is not object 1, ``"3"`` is not frame 3
+_Int = Annotated[int, Strict()]
+_Coordinate = Annotated[float, Strict()]  # ints are numbers too; bools and strings are not
 
 
 @dataclass(frozen=True, eq=False)
@@ -45,14 +57,14 @@ class Prompt:
 class PromptSpec(BaseModel):
     """One entry of a prompts file: ``{"frame", "object", "points"+"labels" | "box" | "mask"}``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    frame: int = Field(default=0, ge=0)
-    object: int = Field(ge=0)
-    points: list[tuple[float, float]] | None = None
-    labels: list[int] | None = None
-    box: tuple[float, float, float, float] | None = None
-    mask: str | None = None
+    frame: _Int = Field(default=0, ge=0)
+    object: _Int = Field(ge=0, le=MAX_OBJECT_ID)
+    points: list[tuple[_Coordinate, _Coordinate]] | None = None
+    labels: list[_Int] | None = None
+    box: tuple[_Coordinate, _Coordinate, _Coordinate, _Coordinate] | None = None
+    mask: Annotated[str, Strict()] | None = Field(default=None, min_length=1)
 
     @model_validator(mode="after")
     def _check(self) -> PromptSpec:
@@ -95,8 +107,8 @@ def load_mask(path: Path) -> np.ndarray:
             image.load()
     except FileNotFoundError:
         raise InputError(f"no such mask file: {path}") from None
-    except OSError as error:
-        raise InputError(f"cannot read mask {path}: {error}") from None
+    except (OSError, Image.DecompressionBombError, ValueError) as error:
+        raise InputError(f"cannot read mask {path}: {_first_line(error)}") from None
     if image.mode in ("LA", "RGBA", "PA"):
         image = image.convert(image.mode[:-1] if image.mode != "RGBA" else "RGB")
     array = np.asarray(image)
@@ -104,14 +116,84 @@ def load_mask(path: Path) -> np.ndarray:
 
 
 def load_prompt_file(path: Path) -> list[Prompt]:
-    """Prompts from a JSON prompts file; mask paths are relative to the file."""
+    """Prompts from a JSON (or YAML) prompts file; mask paths are relative to the file."""
+    raw = read_prompt_document(path)
+    return prompts_from_json(raw, Path(path).parent, source=str(path))
+
+
+def read_prompt_document(path: Path) -> object:
+    """A prompts file's document, parsed defensively; ``InputError`` names what is wrong.
+
+    At most ``MAX_PROMPT_FILE_BYTES`` are read (an endless file is refused, not swallowed);
+    the text must be UTF-8 (a BOM is allowed); ``.yaml``/``.yml`` files are YAML (safe
+    loader), others JSON without ``NaN``/``Infinity``; the document may be at most
+    ``MAX_DOCUMENT_DEPTH`` levels deep and hold at most ``MAX_DOCUMENT_NODES`` values, with
+    YAML aliases counted each time they are used.
+    """
+    text = _read_text(Path(path))
+    is_yaml = Path(path).suffix.lower() in YAML_SUFFIXES
     try:
-        raw = json.loads(Path(path).read_text())
+        raw = _parse_yaml(text) if is_yaml else json.loads(text, parse_constant=_no_constant)
+    except RecursionError:
+        raise InputError(f"prompts file {path} is nested too deeply") from None
+    except ValueError as error:  # json.JSONDecodeError, and the constants refused
+        raise InputError(f"cannot parse prompts file {path}: {_first_line(error)}") from None
+    _check_document_shape(raw, path)
+    return raw
+
+
+def _read_text(path: Path) -> str:
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_PROMPT_FILE_BYTES + 1)
     except FileNotFoundError:
         raise InputError(f"no such prompts file: {path}") from None
-    except (OSError, json.JSONDecodeError) as error:
-        raise InputError(f"cannot read prompts file {path}: {error}") from None
-    return prompts_from_json(raw, Path(path).parent, source=str(path))
+    except IsADirectoryError:
+        raise InputError(f"prompts file {path} is a folder") from None
+    except OSError as error:
+        raise InputError(f"cannot read prompts file {path}: {_first_line(error)}") from None
+    if len(data) > MAX_PROMPT_FILE_BYTES:
+        raise InputError(f"prompts file {path} is larger than {MAX_PROMPT_FILE_BYTES >> 20} MiB")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise InputError(f"prompts file {path} is not UTF-8 text (byte {error.start})") from None
+
+
+def _no_constant(name: str) -> object:
+    raise ValueError(f"{name} is not a number a prompt can use")
+
+
+def _parse_yaml(text: str) -> object:
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ValueError(_first_line(error)) from None
+
+
+def _check_document_shape(raw: object, path: Path) -> None:
+    """Depth and size of a parsed document, walked without recursion."""
+    stack, nodes = [(raw, 1)], 0
+    while stack:
+        value, depth = stack.pop()
+        nodes += 1
+        if nodes > MAX_DOCUMENT_NODES:
+            raise InputError(f"prompts file {path} holds more than {MAX_DOCUMENT_NODES} values")
+        if depth > MAX_DOCUMENT_DEPTH:
+            raise InputError(
+                f"prompts file {path} is nested more than {MAX_DOCUMENT_DEPTH} levels deep"
+            )
+        if isinstance(value, dict):
+            stack.extend((item, depth + 1) for item in value.values())
+        elif isinstance(value, list):
+            stack.extend((item, depth + 1) for item in value)
+
+
+def _first_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
 
 
 def prompts_from_json(raw: object, base_dir: Path, source: str = "prompts") -> list[Prompt]:
@@ -127,15 +209,19 @@ def prompts_from_json(raw: object, base_dir: Path, source: str = "prompts") -> l
     return [spec.to_prompt(base_dir) for spec in parsed.prompts]
 
 
-_FLAG = re.compile(r"^\s*(\d+)\s*:\s*([^@]+?)\s*(?:@\s*(\d+))?\s*$")
+# OBJ:VALUE[@FRAME]: only a trailing @digits is a frame, so a mask path may hold "@"
+# (a path that itself ends in @digits takes an explicit frame: m@5@0)
+_FLAG = re.compile(r"\s*(\d+)\s*:\s*(.+?)(?:\s*@\s*(\d+))?\s*", re.DOTALL)
 
 
 def parse_flag(kind: str, text: str) -> Prompt:
     """One ``--point/--neg-point/--box/--mask`` value: ``OBJ:VALUE[@FRAME]``."""
-    match = _FLAG.match(text)
+    match = _FLAG.fullmatch(text)
     if not match:
         raise InputError(f"invalid --{kind} {text!r}: expected OBJ:VALUE[@FRAME]")
     obj_id, value, frame = int(match[1]), match[2], int(match[3] or 0)
+    if obj_id > MAX_OBJECT_ID:
+        raise InputError(f"invalid --{kind} {text!r}: object ids go up to {MAX_OBJECT_ID}")
     if kind == "mask":
         return Prompt(obj_id, frame, mask=load_mask(Path(value)))
     numbers = _numbers(kind, text, value, 4 if kind == "box" else 2)
@@ -152,6 +238,8 @@ def _numbers(kind: str, text: str, value: str, count: int) -> list[float]:
         numbers = []
     if len(numbers) != count:
         raise InputError(f"invalid --{kind} {text!r}: expected {count} comma-separated numbers")
+    if not all(math.isfinite(number) for number in numbers):
+        raise InputError(f"invalid --{kind} {text!r}: coordinates must be finite numbers")
     return numbers
 
 
@@ -203,6 +291,26 @@ def validate_prompts(prompts: Sequence[Prompt], width: int, height: int) -> None
                 raise InputError(f"{where}: mask is {w}x{h}, the video is {width}x{height}")
             if not prompt.mask.any():
                 raise InputError(f"{where}: mask prompt is empty (no non-zero pixel)")
+
+
+def check_prompt_frames(
+    prompts: Sequence[Prompt], num_frames: int | None, max_frames: int | None = None
+) -> None:
+    """Every prompt is on a frame that will be tracked: ``num_frames`` is the video's length
+    (None: not known), ``max_frames`` the run's limit (None: the whole video). Run it before
+    the first frame, so that a prompt past the end is found before any tracking."""
+    if not prompts:
+        return
+    last = max(prompts, key=lambda prompt: (prompt.frame, prompt.obj_id))
+    where = f"object {last.obj_id} is prompted on frame {last.frame}"
+    if num_frames is not None and last.frame >= num_frames:
+        if max_frames is None or num_frames <= max_frames:
+            span = f" (0 to {num_frames - 1})" if num_frames else ""
+            raise InputError(f"{where}, but the video has only {num_frames} frames{span}")
+    if max_frames is not None and last.frame >= max_frames:
+        raise InputError(
+            f"{where}, beyond --max-frames {max_frames} (frames 0 to {max_frames - 1} are tracked)"
+        )
 
 
 def check_prompt_timing(prompt: Prompt, next_frame: int) -> None:

@@ -8,16 +8,18 @@ when complete, so an interrupted download never looks like a checkpoint. ``STREA
 from __future__ import annotations
 
 import os
-import urllib.error
-import urllib.request
 from pathlib import Path
-
-from tqdm import tqdm
+from typing import TYPE_CHECKING
 
 from configs.models import ModelSpec
 from jobs.errors import ModelLoadError
 
+if TYPE_CHECKING:
+    from tqdm import tqdm
+
 DOWNLOAD_TIMEOUT_S = 30.0
+_TORCH_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default (zip) format
+_PICKLE_PROTOCOL = b"\x80"  # the legacy format: a pickle stream, protocol >= 2
 
 
 def checkpoint_url(spec: ModelSpec) -> str:
@@ -37,8 +39,7 @@ def resolve_checkpoint(
 ) -> Path:
     """``checkpoint`` if given, else the cached file, else download the official one."""
     if checkpoint is not None:
-        if not Path(checkpoint).is_file():
-            raise ModelLoadError(f"no such checkpoint: {checkpoint}")
+        check_checkpoint_file(Path(checkpoint))
         return Path(checkpoint)
     cached = cached_checkpoint(spec, cache_dir)
     if cached is not None:
@@ -46,8 +47,41 @@ def resolve_checkpoint(
     return download_checkpoint(spec, cache_dir, show_progress)
 
 
+def check_checkpoint_file(path: Path) -> None:
+    """``path`` is a readable file that can be a checkpoint; ``ModelLoadError`` saying why not.
+
+    SAM 2 checkpoints are ``torch.save`` zip archives; a legacy pickle (first byte 0x80) is
+    accepted too. Anything else (a text file, an image) is refused here, before torch's
+    unpickler reports it as an opaque byte value.
+    """
+    if path.is_dir():
+        raise ModelLoadError(f"checkpoint {path} is a folder, not a checkpoint file")
+    if not path.exists():
+        raise ModelLoadError(f"no such checkpoint: {path}")
+    if not path.is_file():
+        raise ModelLoadError(f"checkpoint {path} is not a regular file")
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4)
+    except OSError as error:
+        reason = os.strerror(error.errno) if error.errno else str(error)
+        raise ModelLoadError(f"cannot read checkpoint {path}: {reason}") from None
+    if not head:
+        raise ModelLoadError(f"checkpoint {path} is empty")
+    if not head.startswith(_TORCH_ZIP_MAGIC) and head[:1] != _PICKLE_PROTOCOL:
+        raise ModelLoadError(
+            f"{path} is not a PyTorch checkpoint (SAM 2 checkpoints are torch.save files, "
+            "e.g. sam2.1_hiera_tiny.pt)"
+        )
+
+
 def download_checkpoint(spec: ModelSpec, cache_dir: Path, show_progress: bool = True) -> Path:
     """Download ``spec``'s checkpoint into ``cache_dir``; a one-line error when offline."""
+    import urllib.error
+    import urllib.request
+
+    from tqdm import tqdm
+
     url = checkpoint_url(spec)
     target = Path(cache_dir) / spec.checkpoint_filename
     partial = target.with_name(target.name + ".part")

@@ -1,8 +1,12 @@
 """The ``streamseg`` command: one sub-command per module in ``worker.commands``.
 
 Each command module exposes ``register(subparsers)`` which adds its parser and sets
-``handler=callable(args) -> int``. Heavy imports (torch, sam2) stay inside handlers so that
-``streamseg --help`` is instant.
+``handler=callable(args) -> int``. Command modules import only light modules at their top
+(heavy ones, torch, sam2, PyAV, OpenCV, numpy, inside handlers), so that ``--help`` is instant.
+
+Every error reaches the user as one line and exit status 2: a ``StreamsegError`` from a
+handler, and a usage error from argparse. SIGTERM and SIGHUP stop a command as Ctrl-C does
+(the writers' context managers remove what they had started), with status 128 + signal.
 """
 
 from __future__ import annotations
@@ -10,7 +14,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 
 from jobs.errors import StreamsegError
 
@@ -23,14 +31,38 @@ COMMAND_MODULES = (
     "worker.commands.annotate",
     "worker.commands.demo",
 )
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+# commands that handle stop signals themselves (an RQ worker finishes or requeues its job)
+OWN_SIGNAL_HANDLING = ("worker",)
+
+
+class Stopped(KeyboardInterrupt):
+    """A stop signal (SIGTERM, SIGHUP) raised like Ctrl-C, so the same cleanup runs."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one line (``streamseg segment: error: ... (see --help)``), exit 2;
+    help shown as plain text (descriptions are docstrings, whose reST double-backtick
+    literals lose their backticks)."""
+
+    def format_help(self) -> str:
+        return super().format_help().replace("``", "")
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        first = message.strip().splitlines()[0] if message.strip() else "invalid usage"
+        self.exit(2, f"{self.prog}: error: {first} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="streamseg",
         description="Video segmentation and tracking with SAM 2 and a streaming memory bank.",
     )
-    subparsers = parser.add_subparsers(dest="command", required=True)
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module_name in COMMAND_MODULES:
         try:
             module = importlib.import_module(module_name)
@@ -42,19 +74,54 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextmanager
+def stop_signals_as_interrupt() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise :class:`Stopped` in the main thread; once one has, further
+    stop signals are ignored so that the cleanup it started is not cut short."""
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals reach the main thread only
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        for other in STOP_SIGNALS:
+            signal.signal(other, signal.SIG_IGN)
+        raise Stopped(signum)
+
+    previous = {signum: signal.signal(signum, stop) for signum in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     # OpenMP's busy-wait makes multi-threaded CPU inference ~10x slower on shared cores.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser()
     args = parser.parse_args(argv)
+    own = args.command in OWN_SIGNAL_HANDLING
     try:
-        return int(args.handler(args) or 0)
+        with nullcontext() if own else stop_signals_as_interrupt():
+            return int(args.handler(args) or 0)
     except StreamsegError as error:
-        print(f"streamseg: error: {error}", file=sys.stderr)
+        print(f"streamseg: error: {_one_line(error)}", file=sys.stderr)
         return 2
+    except Stopped as stopped:
+        print(
+            f"streamseg: stopped by {signal.Signals(stopped.signum).name}; "
+            "no output was marked complete",
+            file=sys.stderr,
+        )
+        return 128 + stopped.signum
     except KeyboardInterrupt:
         print("streamseg: interrupted; no output was marked complete", file=sys.stderr)
         return 130
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 if __name__ == "__main__":

@@ -11,13 +11,16 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from configs.models import DEFAULT_MODEL, get_model_spec
 from configs.settings import TrackerSettings
-from jobs.errors import InputError
+from jobs.errors import InputError, ModelLoadError
 from worker.checkpoints import cached_checkpoint, resolve_checkpoint
-from worker.pipeline import Tracker
-from worker.video_source import VideoInfo
+
+if TYPE_CHECKING:  # both load torch: imported where an engine is built, not by --help
+    from worker.pipeline import Tracker
+    from worker.video_source import VideoInfo
 
 AUTO = "auto"
 LITE = "lite"
@@ -51,8 +54,30 @@ def load_engine(settings: TrackerSettings, show_progress: bool = True) -> Engine
     """Load the model ``settings`` asks for (once per process) and return its engine."""
     name = choose_model(settings)
     if name == LITE:
+        check_device(settings.device, cpu_only=LITE)
         return _load_lite(settings)
+    check_device(settings.device)
     return _load_sam2(name, settings, show_progress)
+
+
+def check_device(device: str | None, cpu_only: str | None = None) -> None:
+    """``device`` names a device this machine has (None: the engine's default); with
+    ``cpu_only`` (an engine's name) it must also be the CPU. ``ModelLoadError`` otherwise."""
+    if device is None:
+        return
+    import torch
+
+    from worker.sam2_model import resolve_device
+
+    resolved = resolve_device(device)  # unknown names and CUDA without CUDA
+    if cpu_only is not None and resolved.type != "cpu":
+        raise ModelLoadError(f"the {cpu_only!r} model runs on the CPU only, not {device!r}")
+    if resolved.type == "cuda" and resolved.index is not None:
+        count = torch.cuda.device_count()
+        if resolved.index >= count:
+            raise ModelLoadError(f"device {device!r} requested but this machine has {count} GPUs")
+    elif resolved.type not in ("cpu", "cuda"):
+        raise ModelLoadError(f"device {device!r} is not supported: use cpu, cuda or cuda:N")
 
 
 def _load_sam2(name: str, settings: TrackerSettings, show_progress: bool) -> Engine:

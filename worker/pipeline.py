@@ -16,22 +16,26 @@ import json
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, closing
+from contextlib import ExitStack, closing, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from jobs.errors import InputError, StreamsegError
 from jobs.overlay import OverlayWriter
-from jobs.prompts import Prompt, validate_prompts
+from jobs.prompts import Prompt, check_prompt_frames, validate_prompts
 from jobs.tracks import TracksWriter, VideoMeta, read_spool, rle_to_mask, spool_path_for
-from worker.tracker import FrameResult
+from worker.output_dir import prepare_output_dir, remove_debris, write_errors
 from worker.video_source import Frame, VideoInfo, open_video
+
+if TYPE_CHECKING:
+    from worker.tracker import FrameResult
 
 TRACKS_FILE = "tracks.json"
 OVERLAY_FILE = "overlay.mp4"
+OUTPUT_FILES = (TRACKS_FILE, OVERLAY_FILE)
 
 
 class Tracker(Protocol):
@@ -123,20 +127,21 @@ def segment_video(
     added); ``resume`` continues an interrupted run (see :class:`ResumeFrom`).
     """
     out_dir = Path(request.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name in (TRACKS_FILE, OVERLAY_FILE):  # an old result must not pass for this one
-        (out_dir / name).unlink(missing_ok=True)
-    if not request.prompts:
-        raise InputError("no prompts given: add --point, --box, --mask or --prompts")
     if resume is not None and not request.write_tracks:
         raise ValueError("resuming needs the tracks spool: write_tracks must be set")
+    # the folder is checked and cleared (old results, killed runs' debris) before anything
+    prepare_output_dir(out_dir, OUTPUT_FILES, keep_spool=resume is not None)
+    if not request.prompts:
+        raise InputError("no prompts given: add --point, --box, --mask or --prompts")
+    check_max_frames(request.max_frames)
     hooks = _Hooks(on_progress, should_stop, before_frame)
     with open_video(request.source) as video:
         info = video.info
         validate_prompts(request.prompts, info.width, info.height)
+        check_prompt_frames(request.prompts, info.num_frames, request.max_frames)
         tracker = _start_tracker(make_tracker, info, resume)
         meta = VideoMeta(info.width, info.height, info.fps, info.num_frames)
-        with ExitStack() as stack:
+        with _no_debris_on_failure(out_dir), write_errors(out_dir), ExitStack() as stack:
             writers = _open_writers(stack, request, out_dir, info, meta, model_meta, resume)
             start = resume.frame if resume is not None else 0
             count, seconds = _run_frames(
@@ -144,6 +149,39 @@ def segment_video(
             )
             object_ids = writers.finish(count)
     return SegmentSummary(count, object_ids, seconds, writers.paths)
+
+
+@contextmanager
+def _no_debris_on_failure(out_dir: Path) -> Iterator[None]:
+    """The writers remove their temporary files when a run fails; where that cleanup itself
+    fails (a full disk refuses even the buffered spool's last flush), this finishes it."""
+    try:
+        yield
+    except BaseException:
+        with suppress(OSError, StreamsegError):
+            remove_debris(out_dir, OUTPUT_FILES)
+        raise
+
+
+def check_request(request: SegmentRequest) -> VideoInfo:
+    """The checks :func:`segment_video` makes before its first frame, without a model:
+    the output folder, the prompts against the video's size and length, ``max_frames``.
+    A command runs it before loading its model, so that bad input is found in a second."""
+    prepare_output_dir(Path(request.out_dir), OUTPUT_FILES)
+    if not request.prompts:
+        raise InputError("no prompts given: add --point, --box, --mask or --prompts")
+    check_max_frames(request.max_frames)
+    with open_video(request.source) as video:
+        info = video.info
+    validate_prompts(request.prompts, info.width, info.height)
+    check_prompt_frames(request.prompts, info.num_frames, request.max_frames)
+    return info
+
+
+def check_max_frames(max_frames: int | None) -> None:
+    """``max_frames`` is None (the whole video) or at least 1."""
+    if max_frames is not None and (isinstance(max_frames, bool) or max_frames < 1):
+        raise InputError(f"--max-frames must be at least 1, got {max_frames}")
 
 
 def _start_tracker(make_tracker: TrackerFactory, info: VideoInfo, resume: ResumeFrom | None):
@@ -190,6 +228,7 @@ def _run_frames(video, tracker, prompts, writers, hooks, max_frames, start) -> t
     if max_frames is not None:
         total = min(total, max_frames) if total is not None else max_frames
     clock, count = _Clock(total, start, hooks.on_progress), 0
+    clock.tick(0)  # the total is shown before the first (possibly long) frame
     for frame in video:
         if max_frames is not None and frame.index >= max_frames:
             break
@@ -207,9 +246,10 @@ def _run_frames(video, tracker, prompts, writers, hooks, max_frames, start) -> t
         clock.tick(count)
     if count < start:
         raise ResumeFailed(f"the video has {count} frames, fewer than the saved {start}")
-    if by_frame:
-        first = min(by_frame)
-        raise InputError(f"a prompt is on frame {first} but the video has only {count} frames")
+    if by_frame:  # the video's length was not known (or overstated) up front
+        frames = [p for f in by_frame.values() for p in f]
+        limited = max_frames is not None and count >= max_frames
+        check_prompt_frames(frames, None if limited else count, max_frames if limited else None)
     return count, clock.seconds()
 
 
@@ -218,10 +258,12 @@ class _Writers:
 
     def __init__(
         self,
+        out_dir: Path,
         tracks: TracksWriter | None,
         overlay: OverlayWriter | None,
         replay: Iterator[tuple[int, dict]] | None = None,
     ) -> None:
+        self.out_dir = out_dir
         self.tracks = tracks
         self.overlay = overlay
         self.paths: list[Path] = []
@@ -235,7 +277,8 @@ class _Writers:
         self.seen_objects.update(entries)
         if self.overlay is not None:
             masks = {o: rle_to_mask(e["rle"]) for o, e in entries.items() if e["visible"]}
-            self.overlay.write(frame, masks)
+            with write_errors(self.out_dir):
+                self.overlay.write(frame, masks)
 
     def _spooled(self, index: int) -> dict:
         if self._pending is None and self._replay is not None:
@@ -246,20 +289,29 @@ class _Writers:
         return entries
 
     def write(self, frame: Frame, result: FrameResult) -> None:
-        for obj_id, obj in result.objects.items():
-            self.seen_objects.add(obj_id)
-            if self.tracks is not None:
-                mask = obj.mask if obj.visible else np.zeros_like(obj.mask)
-                self.tracks.add(frame.index, obj_id, mask, obj.score, obj.visible)
-        if self.overlay is not None:
-            masks = {o: r.mask for o, r in result.objects.items() if r.visible}
-            self.overlay.write(frame, masks)
+        with write_errors(self.out_dir):
+            for obj_id, obj in result.objects.items():
+                self.seen_objects.add(obj_id)
+                if self.tracks is not None:
+                    mask = obj.mask if obj.visible else np.zeros_like(obj.mask)
+                    self.tracks.add(frame.index, obj_id, mask, obj.score, obj.visible)
+            if self.overlay is not None:
+                masks = {o: r.mask for o, r in result.objects.items() if r.visible}
+                self.overlay.write(frame, masks)
 
     def finish(self, num_frames: int) -> list[int]:
-        if self.overlay is not None:
-            self.paths.append(self.overlay.close())
-        if self.tracks is not None:
-            self.paths.append(self.tracks.finish(num_frames))
+        """Finish every output, or none: one that fails takes the finished ones with it."""
+        try:
+            with write_errors(self.out_dir):
+                if self.overlay is not None:
+                    self.paths.append(self.overlay.close())
+                if self.tracks is not None:
+                    self.paths.append(self.tracks.finish(num_frames))
+        except BaseException:
+            for path in self.paths:
+                path.unlink(missing_ok=True)
+            self.paths.clear()
+            raise
         return sorted(self.seen_objects)
 
 
@@ -277,10 +329,12 @@ def _open_writers(
         stack.enter_context(tracks)
         replay = stack.enter_context(closing(_spooled_frames(spool_path_for(path), meta)))
     elif request.write_tracks:
-        tracks = stack.enter_context(TracksWriter(path, meta, model_meta))
+        with write_errors(out_dir):
+            tracks = stack.enter_context(TracksWriter(path, meta, model_meta))
     if request.write_overlay:
-        overlay = stack.enter_context(OverlayWriter(out_dir / OVERLAY_FILE, info))
-    return _Writers(tracks, overlay, replay)
+        with write_errors(out_dir):
+            overlay = stack.enter_context(OverlayWriter(out_dir / OVERLAY_FILE, info))
+    return _Writers(out_dir, tracks, overlay, replay)
 
 
 def _spooled_frames(spool: Path, meta: VideoMeta) -> Iterator[tuple[int, dict]]:

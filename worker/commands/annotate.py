@@ -15,19 +15,34 @@ import argparse
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from configs.settings import DEFAULT_REDIS_URL
 from jobs.errors import InputError
-from worker.batch.exports import ExportKind, parse_exports
-from worker.batch.inputs import Discovery, discover_inputs
-from worker.batch.prompt_sources import FirstFrameMasks, PromptsFile, PromptSource
-from worker.commands.common import add_model_flags, tracker_settings
+from jobs.redis_keys import DEFAULT_JOB_QUEUE
+from worker.commands.common import (
+    add_max_frames_flag,
+    add_model_flags,
+    positive_int,
+    tracker_settings,
+)
+
+if TYPE_CHECKING:  # these load numpy, PyAV and YAML: the handler imports them, not --help
+    from worker.batch.inputs import Discovery
+    from worker.batch.prompt_sources import PromptSource
+
+# worker.batch.exports.ExportKind's values and DEFAULT_EXPORTS, for the help text only (a
+# test keeps them equal; importing that module would load numpy for --help)
+HELP_EXPORT_KINDS = ("tracks", "overlay", "davis", "ytvis", "cvat", "mot")
+HELP_DEFAULT_EXPORTS = ("tracks", "davis")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "annotate",
         help="annotate folders of videos (prompts file, first-frame masks or --auto)",
-        description=__doc__.splitlines()[0] if __doc__ else None,
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "inputs",
@@ -36,25 +51,46 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="INPUT",
         help="video file, folder of videos, or image-sequence folder (or a folder of them)",
     )
-    parser.add_argument("--out", type=Path, required=True, help="output root folder")
+    parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output root folder")
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--prompts", type=Path, metavar="FILE", help="JSON/YAML prompts file")
-    source.add_argument("--masks", type=Path, metavar="DIR", help="first-frame mask folder")
-    source.add_argument("--auto", type=int, metavar="N", help="automatic masks: keep N objects")
-    choices = ", ".join(kind.value for kind in ExportKind)
+    source.add_argument(
+        "--prompts",
+        type=Path,
+        metavar="FILE",
+        help="prompts file, JSON or YAML (.yaml/.yml): video name -> prompt list",
+    )
+    source.add_argument(
+        "--masks", type=Path, metavar="DIR", help="first-frame mask folder (DIR/<video>.png)"
+    )
+    source.add_argument(
+        "--auto", type=positive_int, metavar="N", help="automatic masks: keep the N best"
+    )
     parser.add_argument(
         "--export",
         action="append",
         default=[],
         metavar="LIST",
-        help=f"comma-separated, repeatable: {choices}, all (default: tracks,davis)",
+        help=f"comma-separated, repeatable: {', '.join(HELP_EXPORT_KINDS)}, all "
+        f"(default: {','.join(HELP_DEFAULT_EXPORTS)})",
     )
-    parser.add_argument("--max-frames", type=int, help="stop each video after N frames")
-    parser.add_argument("--force", action="store_true", help="rerun videos already complete")
-    parser.add_argument("--queue", action="store_true", help="submit one job per video")
-    parser.add_argument("--redis", metavar="URL", help="with --queue: Redis URL")
-    parser.add_argument("--queue-name", metavar="NAME", help="with --queue: queue name")
-    parser.add_argument("--quiet", action="store_true", help="no progress display")
+    add_max_frames_flag(parser, "stop each video after N frames")
+    parser.add_argument(
+        "--force", action="store_true", help="rerun videos already complete (default: skip)"
+    )
+    parser.add_argument(
+        "--queue", action="store_true", help="submit one job per video (default: run here)"
+    )
+    parser.add_argument(
+        "--redis",
+        metavar="URL",
+        help=f"with --queue: Redis URL (default: $STREAMSEG_REDIS_URL, else {DEFAULT_REDIS_URL})",
+    )
+    parser.add_argument(
+        "--queue-name",
+        metavar="NAME",
+        help=f"with --queue: queue name (default: $STREAMSEG_QUEUE, else {DEFAULT_JOB_QUEUE})",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress display (default: shown)")
     _add_auto_flags(parser)
     add_model_flags(parser)
     parser.set_defaults(handler=run)
@@ -63,27 +99,43 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _add_auto_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("--auto (SAM 2 automatic mask generator)")
     group.add_argument(
-        "--auto-points-per-side", type=int, default=32, metavar="N", help="grid (default 32)"
+        "--auto-points-per-side",
+        type=positive_int,
+        default=32,
+        metavar="N",
+        help="an N x N grid of point prompts (default: %(default)s)",
     )
     group.add_argument(
-        "--auto-iou-thresh", type=float, default=0.8, metavar="X", help="min predicted IoU"
+        "--auto-iou-thresh",
+        type=float,
+        default=0.8,
+        metavar="X",
+        help="keep masks whose predicted IoU is at least X (default: %(default)s)",
     )
     group.add_argument(
-        "--auto-stability-thresh", type=float, default=0.95, metavar="X", help="min stability"
+        "--auto-stability-thresh",
+        type=float,
+        default=0.95,
+        metavar="X",
+        help="keep masks whose stability score is at least X (default: %(default)s)",
     )
     group.add_argument(
-        "--auto-min-area", type=int, default=0, metavar="PIXELS", help="drop smaller masks"
+        "--auto-min-area",
+        type=int,
+        default=0,
+        metavar="PIXELS",
+        help="drop masks smaller than this (default: %(default)s, keep all)",
     )
 
 
 def run(args: argparse.Namespace) -> int:
     from worker.batch.driver import run_batch
+    from worker.batch.exports import parse_exports
+    from worker.batch.inputs import discover_inputs
     from worker.batch.progress import BatchProgress
     from worker.batch.runner import BatchOptions, VideoRunner, problem_results
     from worker.engines import load_engine
 
-    if args.max_frames is not None and args.max_frames < 1:
-        raise InputError(f"--max-frames must be at least 1, got {args.max_frames}")
     options = BatchOptions(args.out, parse_exports(args.export), args.max_frames, args.force)
     discovery = discover_inputs(args.inputs)
     if args.queue:
@@ -113,6 +165,8 @@ def _report(results) -> int:
 
 
 def _file_source(args: argparse.Namespace) -> PromptSource | None:
+    from worker.batch.prompt_sources import FirstFrameMasks, PromptsFile
+
     if args.prompts is not None:
         return PromptsFile.load(args.prompts)
     if args.masks is not None:

@@ -9,11 +9,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-from PIL import Image
+from worker.commands.common import ProgressBar, add_model_flags, tracker_settings
 
-from worker.commands.common import add_model_flags, tracker_settings
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,21 +24,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Make a sample clip with known ground truth, segment it from the first "
         "frame's mask, write tracks.json and overlay.mp4 and print the J&F reached.",
     )
-    parser.add_argument("--out", type=Path, default=Path("demo-out"), help="output folder")
-    parser.add_argument("--video", help="your own clip instead of the sample")
-    parser.add_argument("--mask", type=Path, help="first-frame mask PNG for --video")
+    parser.add_argument(
+        "--out", type=Path, default=Path("demo-out"), metavar="DIR",
+        help="output folder (default: %(default)s)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--video", metavar="PATH", help="your own clip instead of the sample (needs --mask)"
+    )
+    parser.add_argument(
+        "--mask", type=Path, metavar="PNG", help="first-frame mask image for --video"
+    )
     add_model_flags(parser)
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    import numpy as np
+    from PIL import Image
+
     from jobs.errors import InputError
     from jobs.prompts import Prompt, load_mask
     from worker.demo_video import write_sample_video
+    from worker.output_dir import prepare_output_dir
+    from worker.pipeline import OUTPUT_FILES
 
     if (args.video is None) != (args.mask is None):
         raise InputError("--video and --mask go together")
-    args.out.mkdir(parents=True, exist_ok=True)
+    prepare_output_dir(args.out, OUTPUT_FILES)
     truth = None
     if args.video is None:
         video = args.out / "sample.mp4"
@@ -56,18 +69,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _segment(args: argparse.Namespace, video: str, prompt):
-    from tqdm import tqdm
-
     from worker.engines import load_engine
     from worker.pipeline import SegmentRequest, segment_video
 
     engine = load_engine(tracker_settings(args))
     print(f"model: {engine.name}", file=sys.stderr)
     request = SegmentRequest(source=video, out_dir=args.out, prompts=[prompt])
-    with tqdm(unit="frame", desc="demo", file=sys.stderr) as bar:
-        return segment_video(
-            request, engine.make_tracker, engine.meta, lambda p: bar.update(p.frame - bar.n)
-        )
+    with ProgressBar("demo") as bar:
+        return segment_video(request, engine.make_tracker, engine.meta, bar)
 
 
 def _score(tracks_path: Path, truth: list[np.ndarray]) -> float:

@@ -18,37 +18,52 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
-
-import numpy as np
+from typing import TYPE_CHECKING, Protocol
 
 from jobs.errors import InputError
-from jobs.mask_io import TrackedVideo, list_mask_pngs, read_mask_png, read_tracks_json
-from jobs.metrics import DEFAULT_BOUND_TH, EvalReport, SequenceScores, evaluate_sequence
+
+if TYPE_CHECKING:  # numpy and OpenCV: loaded by the handler, not by --help
+    import numpy as np
+
+    from jobs.mask_io import TrackedVideo
+    from jobs.metrics import EvalReport, SequenceScores
 
 TRACKS_FILE = "tracks.json"
+# jobs.metrics.DEFAULT_BOUND_TH, for the help text (a test keeps the two equal)
+HELP_DEFAULT_BOUND_TH = 0.008
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "eval",
         help="score predicted masks against DAVIS-style ground truth (J&F)",
-        description=__doc__.splitlines()[0] if __doc__ else None,
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("pred", type=Path, help="PNG mask folder, tracks.json, or their root")
     parser.add_argument("gt", type=Path, help="annotation folder of a sequence, or their root")
-    parser.add_argument("--json", dest="json_out", type=Path, help="also write the report here")
+    parser.add_argument(
+        "--json",
+        dest="json_out",
+        type=Path,
+        metavar="FILE",
+        help="also write the report here as JSON (default: the table only)",
+    )
     parser.add_argument(
         "--bound-th",
         type=float,
-        default=DEFAULT_BOUND_TH,
-        help="boundary tolerance: fraction of the diagonal (<1) or pixels (>=1)",
+        metavar="X",
+        help="boundary tolerance: fraction of the image diagonal (<1) or pixels (>=1) "
+        f"(default: {HELP_DEFAULT_BOUND_TH}, as the DAVIS benchmark)",
     )
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    report = evaluate_paths(args.pred, args.gt, args.bound_th)
+    from jobs.metrics import DEFAULT_BOUND_TH
+
+    bound_th = DEFAULT_BOUND_TH if args.bound_th is None else args.bound_th
+    report = evaluate_paths(args.pred, args.gt, bound_th)
     print(report.format_table())
     if args.json_out is not None:
         try:
@@ -58,8 +73,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def evaluate_paths(pred: Path, gt: Path, bound_th: float = DEFAULT_BOUND_TH) -> EvalReport:
-    """Score one sequence or every sequence of a ground-truth root (see the module docstring)."""
+def evaluate_paths(pred: Path, gt: Path, bound_th: float | None = None) -> EvalReport:
+    """Score one sequence or every sequence of a ground-truth root (see the module docstring);
+    ``bound_th`` None is ``jobs.metrics.DEFAULT_BOUND_TH``."""
+    from jobs.metrics import DEFAULT_BOUND_TH, EvalReport
+
+    bound_th = DEFAULT_BOUND_TH if bound_th is None else bound_th
     if not gt.is_dir():
         raise InputError(f"ground truth {gt} is not a folder")
     if not pred.exists():
@@ -83,6 +102,9 @@ def _has_pngs(folder: Path) -> bool:
 
 
 def _evaluate_one(name: str, pred: Path, gt_dir: Path, bound_th: float) -> SequenceScores:
+    from jobs.mask_io import list_mask_pngs, read_mask_png
+    from jobs.metrics import evaluate_sequence
+
     gt_files = list_mask_pngs(gt_dir)
     source = _prediction_source(pred)
     last = len(gt_files) - 1
@@ -106,6 +128,8 @@ class _PngPrediction:
     where: Path
 
     def masks(self, frame: int, required: bool) -> dict[int, np.ndarray]:
+        from jobs.mask_io import read_mask_png
+
         path = self.files.get(frame)
         if path is not None:
             return read_mask_png(path)
@@ -130,6 +154,8 @@ class _TracksPrediction:
 
 
 def _prediction_source(pred: Path) -> _Prediction:
+    from jobs.mask_io import list_mask_pngs, read_tracks_json
+
     if pred.is_file() and pred.suffix.lower() == ".json":
         return _TracksPrediction(read_tracks_json(pred), pred)
     if pred.is_dir() and (pred / TRACKS_FILE).is_file():

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from tqdm import tqdm
-
 from worker.commands.common import (
+    ProgressBar,
+    add_max_frames_flag,
     add_model_flags,
     add_prompt_flags,
     prompts_from_args,
@@ -21,13 +20,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "segment",
         help="segment and track objects in one video (no Redis needed)",
         description="Track prompted objects through a video file, URL or image folder and "
-        "write DIR/tracks.json and DIR/overlay.mp4.",
+        "write DIR/tracks.json and DIR/overlay.mp4. They appear only when the whole run "
+        "succeeded; a failed or stopped run leaves neither, nor any temporary file.",
     )
     parser.add_argument("source", help="video file, URL, or folder of JPEG/PNG frames")
-    parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument("--no-overlay", action="store_true", help="skip overlay.mp4")
-    parser.add_argument("--max-frames", type=int, help="stop after N frames (a preview)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="output folder, made if missing (earlier results in it are replaced)",
+    )
+    parser.add_argument(
+        "--no-overlay", action="store_true", help="skip overlay.mp4 (default: write it)"
+    )
+    add_max_frames_flag(parser, "track only the first N frames, a preview")
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress bar on stderr (default: shown)"
+    )
     add_prompt_flags(parser)
     add_model_flags(parser)
     parser.set_defaults(handler=run)
@@ -35,25 +45,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from worker.engines import load_engine
-    from worker.pipeline import SegmentRequest, segment_video
+    from worker.output_dir import removed_if_failed
+    from worker.pipeline import SegmentRequest, check_request, segment_video
 
-    prompts = prompts_from_args(args)
-    engine = load_engine(tracker_settings(args), show_progress=not args.quiet)
     request = SegmentRequest(
         source=args.source,
         out_dir=args.out,
-        prompts=prompts,
+        prompts=prompts_from_args(args),
         write_overlay=not args.no_overlay,
         max_frames=args.max_frames,
     )
-    with tqdm(unit="frame", desc="segment", disable=args.quiet, file=sys.stderr) as bar:
-
-        def on_progress(progress) -> None:
-            bar.total = progress.total
-            bar.update(progress.frame - bar.n)
-            bar.set_postfix(fps=f"{progress.fps:.1f}")
-
-        summary = segment_video(request, engine.make_tracker, engine.meta, on_progress)
+    with removed_if_failed(args.out):
+        check_request(request)  # output, video and prompts: before the model loads
+        engine = load_engine(tracker_settings(args), show_progress=not args.quiet)
+        with ProgressBar("segment", enabled=not args.quiet) as bar:
+            summary = segment_video(request, engine.make_tracker, engine.meta, bar)
     print(
         f"segmented {summary.num_frames} frames, objects {summary.object_ids}, "
         f"{summary.fps:.1f} fps -> {', '.join(str(p) for p in summary.outputs)}"
