@@ -17,7 +17,6 @@ is binary). Written PNGs are indexed with the standard DAVIS palette.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ from PIL import Image
 
 from jobs.errors import InputError
 from jobs.exports import ExportVideo, FrameMasks, one_label_per_pixel
-from jobs.tracks import rle_to_mask
+from jobs.tracks import read_tracks, rle_to_mask
 
 VOID_LABEL = 255
 _MAX_PNG_ID = 254
@@ -188,11 +187,13 @@ class TrackedVideo:
 
     def frame_masks(self, frame: int) -> FrameMasks:
         """The decoded masks of one frame: bool (H, W) per visible object."""
-        masks = {
-            obj_id: decode_rle(frames[frame])
-            for obj_id, frames in self.rles.items()
-            if frame in frames
-        }
+        masks = {}
+        for obj_id, frames in self.rles.items():
+            if frame in frames:
+                try:
+                    masks[obj_id] = decode_rle(frames[frame])
+                except InputError as error:
+                    raise InputError(f"object {obj_id} frame {frame}: {error}") from None
         scores = {obj_id: self.scores[obj_id][frame] for obj_id in masks}
         return FrameMasks(frame=frame, masks=masks, scores=scores)
 
@@ -213,40 +214,22 @@ def decode_rle(rle: Mapping[str, object]) -> np.ndarray:
 def read_tracks_json(path: Path) -> TrackedVideo:
     """Parse a ``tracks.json`` prediction file (masks stay encoded until asked for).
 
+    The file is read and checked by :func:`jobs.tracks.read_tracks`; it must be finished
+    (``video.num_frames`` set). The video's name is the file's parent folder.
+
     Raises:
-        InputError: unreadable file, missing fields, or a frame outside the video.
+        InputError: unreadable file, wrong types or sizes, a frame outside the video.
     """
     path = Path(path)
-    try:
-        raw = json.loads(path.read_text())
-        return _parse_tracks(raw, name=path.parent.name)
-    except OSError as error:
-        raise InputError(f"cannot read {path}: {error}") from error
-    except json.JSONDecodeError as error:
-        raise InputError(f"{path} is not valid JSON: {error}") from error
-    except (KeyError, TypeError, ValueError) as error:
-        raise InputError(f"{path} is not a valid tracks file: bad or missing {error}") from error
-
-
-def _parse_tracks(raw: Mapping[str, object], name: str) -> TrackedVideo:
-    info = raw["video"]
-    video = ExportVideo(
-        width=int(info["width"]),
-        height=int(info["height"]),
-        fps=float(info.get("fps", 0.0)),
-        num_frames=int(info["num_frames"]),
-        name=name,
-    )
+    tracks = read_tracks(path)
+    if tracks.video.num_frames is None:
+        raise InputError(f"not a valid tracks.json: {path} (video.num_frames is not set)")
+    info = tracks.video
+    video = ExportVideo(info.width, info.height, info.fps, info.num_frames, path.parent.name)
     rles: dict[int, dict[int, Mapping[str, object]]] = {}
     scores: dict[int, dict[int, float]] = {}
-    for obj in raw["objects"]:
-        obj_id = int(obj["id"])
-        rles[obj_id], scores[obj_id] = {}, {}
-        for entry in obj["frames"]:
-            frame = int(entry["frame"])
-            if not 0 <= frame < video.num_frames:
-                raise ValueError(f"frame {frame} of object {obj_id}")
-            if entry.get("visible", True) and entry.get("rle") is not None:
-                rles[obj_id][frame] = entry["rle"]
-                scores[obj_id][frame] = float(entry.get("score", 1.0))
+    for track in tracks.objects:
+        visible = [entry for entry in track.frames if entry.visible]
+        rles[track.id] = {entry.frame: entry.rle for entry in visible}
+        scores[track.id] = {entry.frame: entry.score for entry in visible}
     return TrackedVideo(video=video, rles=rles, scores=scores)

@@ -38,7 +38,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from jobs.atomic_files import atomic_writer
-from jobs.errors import InputError
+from jobs.tracks_json import FrameJson, load_tracks_document
 
 SPOOL_SUFFIX = ".spool"
 _SPOOL_MAGIC = "streamseg-tracks-spool"
@@ -160,32 +160,26 @@ class Tracks:
 
 
 def read_tracks(path: str | os.PathLike[str]) -> Tracks:
-    """Load a ``tracks.json``; a missing or malformed file raises a one-line InputError."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            document = json.load(handle)
-        video = VideoMeta(**document["video"])
-        objects = [_object_from_json(item) for item in document["objects"]]
-        return Tracks(video, dict(document["model"]), objects)
-    except FileNotFoundError:
-        raise InputError(f"no such file: {path}") from None
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        reason = " ".join(f"{type(error).__name__}: {error}".split())
-        raise InputError(f"not a valid tracks.json: {path} ({reason})") from None
+    """Load a ``tracks.json``; a missing or malformed file raises a one-line InputError.
 
-
-def _object_from_json(item: dict[str, Any]) -> ObjectTrack:
-    frames = [
-        TrackFrame(
-            frame=int(entry["frame"]),
-            rle=entry["rle"],
-            bbox=[int(v) for v in entry["bbox"]],
-            score=float(entry["score"]),
-            visible=bool(entry["visible"]),
-        )
-        for entry in item["frames"]
+    Checked by :func:`jobs.tracks_json.load_tracks_document` (types, sizes, frame order). An
+    entry not visible reads as an empty mask and box ``[0, 0, 0, 0]``.
+    """
+    document = load_tracks_document(path)
+    info = document.video
+    video = VideoMeta(info.width, info.height, info.fps, info.num_frames)
+    empty = mask_to_rle(np.zeros((info.height, info.width), dtype=bool))
+    objects = [
+        ObjectTrack(obj.id, [_track_frame(entry, empty) for entry in obj.frames])
+        for obj in document.objects
     ]
-    return ObjectTrack(int(item["id"]), frames)
+    return Tracks(video, dict(document.model), objects)
+
+
+def _track_frame(entry: FrameJson, empty: dict[str, Any]) -> TrackFrame:
+    rle = empty if entry.rle is None else {"size": list(entry.rle.size), "counts": entry.rle.counts}
+    bbox = [0, 0, 0, 0] if entry.bbox is None else list(entry.bbox)
+    return TrackFrame(entry.frame, rle, bbox, entry.score, entry.visible)
 
 
 # --- spool ---------------------------------------------------------------------------------

@@ -205,12 +205,16 @@ def test_read_tracks_json_decodes_every_frame(tmp_path: Path, real_video) -> Non
 @pytest.mark.parametrize(
     ("document", "message"),
     [
-        ("{", "not valid JSON"),
-        ('{"objects": []}', "'video'"),
+        ("{", r"^not a valid tracks\.json: .*Expecting property name"),
+        ('{"objects": []}', r"video: Field required"),
         (
-            '{"video": {"width": 4, "height": 4, "num_frames": 2}, '
-            '"objects": [{"id": 1, "frames": [{"frame": 5, "rle": null}]}]}',
-            "frame 5",
+            '{"video": {"width": 4, "height": 4, "fps": 1, "num_frames": 2}, "objects": [{"id": 1,'
+            ' "frames": [{"frame": 5, "rle": null, "score": 0, "visible": false}]}]}',
+            r"object 1 frame 5 is past the video's 2 frames",
+        ),
+        (
+            '{"video": {"width": 4, "height": 4, "fps": 1}, "objects": []}',
+            r"video\.num_frames is not set",  # an unfinished file cannot be exported
         ),
     ],
 )
@@ -219,6 +223,18 @@ def test_read_tracks_json_rejects_bad_files(tmp_path: Path, document: str, messa
     path.write_text(document)
     with pytest.raises(InputError, match=message):
         read_tracks_json(path)
+
+
+def test_a_damaged_compressed_rle_names_its_object_and_frame(tmp_path: Path) -> None:
+    path = tmp_path / "seq" / "tracks.json"
+    video = ExportVideo(4, 3, 1.0, 2, "seq")
+    _write_tracks_json(path, video, [FrameMasks(0, {7: np.ones((3, 4), bool)})])
+    document = json.loads(path.read_text())
+    document["objects"][0]["frames"][0]["rle"]["counts"] = "\x7f!!"
+    path.write_text(json.dumps(document))
+    tracks = read_tracks_json(path)  # compressed counts are checked when decoded
+    with pytest.raises(InputError, match=r"^object 7 frame 0: invalid COCO RLE mask"):
+        tracks.frame_masks(0)
 
 
 # --- DAVIS PNG --------------------------------------------------------------------------------

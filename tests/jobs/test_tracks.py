@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -383,17 +384,109 @@ def test_resume_from_zero_starts_over(tmp_path: Path) -> None:
 # --- reading bad files ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("content", "pattern"), [
-    (None, r"^no such file: .*tracks\.json$"),
-    ("{not json", r"^not a valid tracks\.json: .*\(JSONDecodeError: "),
-    ('{"video": {"width": 1}, "model": {}, "objects": []}', r"\(TypeError: .*missing"),
-    ('{"video": {"width": 1, "height": 1, "fps": 1, "num_frames": 1}, "model": {}}',
-     r"\(KeyError: 'objects'\)$"),
-])  # fmt: skip
-def test_read_tracks_errors_are_one_line(tmp_path: Path, content: str | None, pattern: str) -> None:
+def _document(**changes) -> dict:
+    """A valid 4x3, 2-frame tracks.json document with one object, then ``changes`` applied:
+    ``{"video.width": 5}`` sets a field (dotted path; list positions as numbers)."""
+    rle = mask_to_rle(np.ones((3, 4), bool))
+    entry = {"frame": 0, "rle": rle, "bbox": [0, 0, 4, 3], "score": 1.5, "visible": True}
+    document = {
+        "video": {"width": 4, "height": 3, "fps": 10.0, "num_frames": 2},
+        "model": {"name": "test"},
+        "objects": [{"id": 1, "frames": [entry, {**entry, "frame": 1}]}],
+    }
+    for dotted, value in changes.items():
+        *parents, last = [int(p) if p.isdigit() else p for p in dotted.split(".")]
+        target = document
+        for part in parents:
+            target = target[part]
+        target[last] = value
+    return document
+
+
+HOSTILE_TRACKS = {
+    "not JSON": ("{not json", r"\(Expecting property name"),
+    "nested too deeply": ("[" * 100_000 + "]" * 100_000, r"\(nested too deeply\)$"),
+    "not UTF-8": (b'{"video": "\xe9"}', r"is not UTF-8 \("),
+    "NaN score": (
+        json.dumps(_document(**{"objects.0.frames.0.score": math.nan})),
+        r"\(NaN is not a JSON number\)$",
+    ),
+    "object true": (json.dumps(_document(**{"objects.0.id": True})), r"objects\.0\.id: "),
+    "frame as text": (
+        json.dumps(_document(**{"objects.0.frames.1.frame": "1"})),
+        r"objects\.0\.frames\.1\.frame: Input should be a valid integer",
+    ),
+    "missing objects": (
+        json.dumps({"video": _document()["video"]}),
+        r"\(objects: Field required\)$",
+    ),
+    "missing height": (
+        json.dumps(_document(video={"width": 4, "fps": 1.0})),
+        r"\(video\.height: Field required\)$",
+    ),
+    "mask of another size": (
+        json.dumps(_document(**{"objects.0.frames.1.rle": mask_to_rle(np.ones((2, 2), bool))})),
+        r"object 1 frame 1: mask size \[2, 2\] is not the video's \[3, 4\]",
+    ),
+    "runs not covering the mask": (
+        json.dumps(_document(**{"objects.0.frames.0.rle.counts": [1, 2]})),
+        r"run lengths add up to 3, not 3x4",
+    ),
+    "frame past the end": (
+        json.dumps(_document(**{"video.num_frames": 1})),
+        r"object 1 frame 1 is past the video's 1 frames",
+    ),
+    "frames out of order": (
+        json.dumps(_document(**{"objects.0.frames.1.frame": 0})),
+        r"the frames of object 1 do not increase",
+    ),
+    "id twice": (
+        json.dumps(_document(objects=_document()["objects"] * 2)),
+        r"an object id appears twice",
+    ),
+    "visible without a mask": (
+        json.dumps(_document(**{"objects.0.frames.0.rle": None})),
+        r"frame 0 is visible but has no rle or bbox",
+    ),
+    "a frame of 2^30 pixels": (
+        json.dumps(_document(video={"width": 1 << 15, "height": 1 << 15, "fps": 1.0})),
+        r"a 32768x32768 frame is over",
+    ),
+    "negative fps": (json.dumps(_document(**{"video.fps": -1})), r"video\.fps: "),
+    "a list": ("[]", r"Input should be a valid dictionary"),
+}
+
+
+@pytest.mark.parametrize(("content", "pattern"), HOSTILE_TRACKS.values(), ids=HOSTILE_TRACKS)
+def test_read_tracks_refuses_damaged_files_in_one_line(
+    tmp_path: Path, content: str | bytes, pattern: str
+) -> None:
     path = tmp_path / "tracks.json"
-    if content is not None:
-        path.write_text(content)
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
     with pytest.raises(InputError, match=pattern) as error:
         read_tracks(path)
-    assert "\n" not in str(error.value)
+    message = str(error.value)
+    assert "\n" not in message and message.startswith("not a valid tracks.json: ")
+
+
+@pytest.mark.parametrize(
+    ("where", "pattern"),
+    [("missing", r"^no such file: "), ("folder", r"is a folder$"), ("/dev/zero", r"not a regular")],
+)
+def test_read_tracks_refuses_what_is_not_a_file(tmp_path: Path, where: str, pattern: str) -> None:
+    path = {"missing": tmp_path / "tracks.json", "folder": tmp_path, "/dev/zero": Path("/dev/zero")}
+    with pytest.raises(InputError, match=pattern):
+        read_tracks(path[where])
+
+
+def test_read_tracks_accepts_null_masks_of_hidden_entries(tmp_path: Path) -> None:
+    """Other tools write ``null`` rle and bbox where an object is not visible."""
+    changes = {"objects.0.frames.1.rle": None, "objects.0.frames.1.bbox": None,
+               "objects.0.frames.1.visible": False, "video.fps": 10}  # fmt: skip
+    path = tmp_path / "tracks.json"
+    path.write_text(json.dumps(_document(**changes)))
+    tracks = read_tracks(path)
+    assert tracks.video == VideoMeta(4, 3, 10.0, 2)
+    hidden = tracks.objects[0].at(1)
+    assert hidden.bbox == [0, 0, 0, 0] and not hidden.visible and not hidden.mask().any()
+    assert tracks.objects[0].at(0).mask().all() and tracks.objects[0].at(0).score == 1.5

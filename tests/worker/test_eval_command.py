@@ -146,7 +146,17 @@ def test_bad_inputs_exit_2_with_one_line(davis_root: Path, tmp_path: Path, capsy
     document = json.loads(renamed.read_text())
     document["objects"][0]["id"] = 7
     renamed.write_text(json.dumps(document))
+    nested = tmp_path / "nested" / "tracks.json"
+    nested.parent.mkdir()
+    nested.write_text("[" * 100_000 + "]" * 100_000)
+    boolean_id = tmp_path / "boolean" / "tracks.json"
+    _write_tracks(gt, boolean_id)
+    document = json.loads(boolean_id.read_text())
+    document["objects"][0]["id"] = True  # not object 1
+    boolean_id.write_text(json.dumps(document))
     cases = [
+        ((str(nested), str(gt)), r"tracks\.json .*\(nested too deeply\)$"),
+        ((str(boolean_id), str(gt)), r"objects\.0\.id: Input should be a valid integer"),
         ((str(tmp_path / "missing"), str(gt)), "does not exist"),
         ((str(gt), str(empty)), "neither PNG masks nor sequence folders"),
         ((str(empty), str(gt)), "neither a tracks.json nor a folder of PNG masks"),
