@@ -32,7 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--source",
         help="camera index or device (0, /dev/video0), rtsp:// or http:// stream, a video file "
-        "(played in real time), or synthetic[:WxH[@FPS]]",
+        "(played in real time), synthetic[:WxH[@FPS]], or browser[:WxH]: the camera of the "
+        "computer that opens the page (needs HTTPS beyond localhost: --tls-self-signed)",
     )
     parser.add_argument("--loop", action="store_true", help="play a file source again and again")
     parser.add_argument("--host", default="127.0.0.1", help="page address (default: localhost)")
@@ -118,17 +119,24 @@ def run(args: argparse.Namespace) -> int:
     if args.tls_cert is not None and args.tls_self_signed:
         raise InputError("--tls-self-signed or --tls-cert/--tls-key, not both")
     tls = _tls(args)  # a bad certificate fails before the camera or a model is opened
+    from worker.live.browser_camera import BrowserCameraSource, browser_size
     from worker.live.capture import Capture
     from worker.live.sources import open_source, parse_source
 
-    source = open_source(parse_source(args.source, loop=args.loop))  # fails fast, before a model
+    size = browser_size(args.source)
+    if size is not None:
+        source = BrowserCameraSource(*size)
+        args.stall_timeout = float("inf")  # the page may connect (and reconnect) any time
+    else:
+        source = open_source(parse_source(args.source, loop=args.loop))  # fails fast
     capture = Capture(source)
     try:
         session = _remote_session(args, capture) if args.redis else _local_session(args, capture)
     except BaseException:
         source.close()
         raise
-    return _serve_page(args, session, tls)
+    camera = source if size is not None else None
+    return _serve_page(args, session, tls, camera)
 
 
 def _tls(args: argparse.Namespace):
@@ -219,7 +227,7 @@ def _recorder(args: argparse.Namespace, info, model_meta: dict):
     return Recorder(args.save, info.width, info.height, info.fps, model_meta)
 
 
-def _serve_page(args: argparse.Namespace, session, tls=None) -> int:
+def _serve_page(args: argparse.Namespace, session, tls=None, camera=None) -> int:
     from worker.live.server import LiveServer
     from worker.live.session import Status
     from worker.live.sources import SourceError
@@ -231,6 +239,7 @@ def _serve_page(args: argparse.Namespace, session, tls=None) -> int:
         token=args.token,
         allow_hosts=tuple(args.allow_host),
         tls=tls.context if tls else None,
+        camera=camera,
     )
     with server:
         _announce(args, server, tls)

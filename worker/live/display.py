@@ -68,6 +68,9 @@ class RenderedFrame:
     captured_at: float
     rendered_at: float
     objects: tuple[ObjectView, ...]
+    masks: tuple[ObjectMask, ...] = ()  # (H, W) bool each: the browser camera's overlay
+    width: int = 0
+    height: int = 0
 
 
 def render_jpeg(rgb: np.ndarray, objects: list[ObjectMask]) -> tuple[bytes, tuple[ObjectView, ...]]:
@@ -125,8 +128,9 @@ class Display:
         with self._cond:
             self._seq += 1
             frame = RenderedFrame(
-                self._seq, capture_index, jpeg, captured_at, time.monotonic(), views
-            )
+                self._seq, capture_index, jpeg, captured_at, time.monotonic(), views,
+                tuple(objects), rgb.shape[1], rgb.shape[0],
+            )  # fmt: skip
             self._latest = frame
             self._captured_at[frame.seq] = captured_at
             while len(self._captured_at) > _SHOWN_MEMORY:

@@ -18,6 +18,7 @@ Routes (``access`` says who may call them)::
     POST /api/remove             {"obj": id}
     POST /api/reset              {}
     GET  /ws/camera              WebSocket: the browser's camera (see ``browser_camera``)
+    GET  /api/state includes "camera": true when the page is to send its camera
 
 ``frame``: the capture index of the frame the user clicked on (the page's X-Frame); the
 tracker applies the prompt there. Coordinates are pixels of the source frame. Bad requests
@@ -213,9 +214,10 @@ class LiveServer:
             if path == "/frame":
                 return await self._frame(request)
             if path == "/api/state":
-                return web.json_response(self.api.state().to_json())
+                state = self.api.state().to_json()
+                return web.json_response({**state, "camera": self.camera is not None})
             if path == "/ws/camera" and self.camera is not None:
-                return await self.camera.serve(request)
+                return await self.camera.serve(request, self.api.display)
             return _error(404, f"no such page: {path}")
         if request.method == "POST":
             body = await _json_body(request, self.body_timeout)

@@ -2,18 +2,21 @@
 
 ``latency``: capture to rendered overlay, per processed frame. ``display``: capture to the
 moment the page reported the frame shown (it asks for the next one), on the capture side's
-clock. Percentiles are over the last ``window`` frames; counts are for the whole session.
+clock. Percentiles and fps are over the last ``WINDOW_S`` seconds (a change shows at once; a
+stalled picture reads 0 fps, not its old rate); counts are for the whole session.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
 FPS_WINDOW_S = 2.0
+WINDOW_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -50,39 +53,41 @@ class LiveStats:
 
     def __init__(self, window: int = 300) -> None:
         self._lock = threading.Lock()
-        self._latency: deque[float] = deque(maxlen=window)
-        self._processing: deque[float] = deque(maxlen=window)
-        self._display: deque[float] = deque(maxlen=window)
+        # (time recorded, value) of the last ``window`` frames, read over the last WINDOW_S
+        self._latency: deque[tuple[float, float]] = deque(maxlen=window)
+        self._processing: deque[tuple[float, float]] = deque(maxlen=window)
+        self._display: deque[tuple[float, float]] = deque(maxlen=window)
         self._rendered_at: deque[float] = deque(maxlen=window)
         self.processed = 0
 
     def record_frame(self, captured_at: float, rendered_at: float, processing_s: float) -> None:
         """One processed frame: overlay ready at ``rendered_at``; ``processing_s`` of work."""
         with self._lock:
-            self._latency.append(rendered_at - captured_at)
-            self._processing.append(processing_s)
+            self._latency.append((rendered_at, rendered_at - captured_at))
+            self._processing.append((rendered_at, processing_s))
             self._rendered_at.append(rendered_at)
             self.processed += 1
 
     def record_display(self, latency_s: float) -> None:
         with self._lock:
-            self._display.append(latency_s)
+            self._display.append((time.monotonic(), latency_s))
 
     def latencies(self) -> list[float]:
         """Capture-to-overlay latencies (seconds) of the last ``window`` frames, oldest first."""
         with self._lock:
-            return list(self._latency)
+            return [value for _, value in self._latency]
 
     def snapshot(self, captured: int, dropped: int) -> StatsSnapshot:
+        now = time.monotonic()
         with self._lock:
-            latency = _percentiles(self._latency, (50, 95, 100))
-            processing = _percentiles(self._processing, (50,))
-            display = _percentiles(self._display, (50, 95))
+            latency = _percentiles(_recent(self._latency, now), (50, 95, 100))
+            processing = _percentiles(_recent(self._processing, now), (50,))
+            display = _percentiles(_recent(self._display, now), (50, 95))
             return StatsSnapshot(
                 captured=captured,
                 processed=self.processed,
                 dropped=dropped,
-                fps=_fps(self._rendered_at),
+                fps=_fps(self._rendered_at, now),
                 latency_p50_ms=latency[0],
                 latency_p95_ms=latency[1],
                 latency_max_ms=latency[2],
@@ -92,17 +97,20 @@ class LiveStats:
             )
 
 
-def _percentiles(values: deque[float], qs: tuple[int, ...]) -> list[float | None]:
+def _recent(values: deque[tuple[float, float]], now: float) -> list[float]:
+    return [value for at, value in values if at >= now - WINDOW_S]
+
+
+def _percentiles(values: list[float], qs: tuple[int, ...]) -> list[float | None]:
     if not values:
         return [None] * len(qs)
-    return [round(float(v) * 1000.0, 1) for v in np.percentile(np.fromiter(values, float), qs)]
+    return [round(float(v) * 1000.0, 1) for v in np.percentile(np.asarray(values, float), qs)]
 
 
-def _fps(times: deque[float]) -> float:
-    """Frames per second over the last ``FPS_WINDOW_S`` seconds of rendered frames."""
-    if len(times) < 2:
+def _fps(times: deque[float], now: float) -> float:
+    """Frames rendered per second over the last ``FPS_WINDOW_S`` seconds up to ``now``."""
+    recent = [t for t in times if t >= now - FPS_WINDOW_S]
+    if len(recent) < 2:
         return 0.0
-    recent = [t for t in times if t >= times[-1] - FPS_WINDOW_S]
-    if len(recent) < 2 or recent[-1] <= recent[0]:
-        return 0.0
-    return round((len(recent) - 1) / (recent[-1] - recent[0]), 2)
+    span = max(now - recent[0], recent[-1] - recent[0])
+    return round((len(recent) - 1) / span, 2) if span > 0 else 0.0
