@@ -39,8 +39,7 @@ def prepare_output_dir(out_dir: Path, names: Sequence[str], *, keep_spool: bool 
     _make_folder(out_dir)
     for name in names:
         _check_target(out_dir / name)
-    _check_writable(out_dir)
-    _check_free_space(out_dir)
+    check_output_folder(out_dir)
     remove_debris(out_dir, names, keep_spool=keep_spool)
     for name in names:
         with write_errors(out_dir):
@@ -62,6 +61,13 @@ def removed_if_failed(out_dir: Path) -> Iterator[None]:
             except OSError:
                 pass  # not empty or not ours to remove: it stays
         raise
+
+
+def check_output_folder(out_dir: Path) -> None:
+    """``out_dir`` is (or is made) a folder that takes a new file, with free space left."""
+    _make_folder(Path(out_dir))
+    _check_writable(Path(out_dir))
+    _check_free_space(Path(out_dir))
 
 
 def remove_debris(out_dir: Path, names: Sequence[str], *, keep_spool: bool = False) -> list[Path]:

@@ -135,11 +135,13 @@ def run(args: argparse.Namespace) -> int:
     from worker.batch.progress import BatchProgress
     from worker.batch.runner import BatchOptions, VideoRunner, problem_results
     from worker.engines import load_engine
+    from worker.output_dir import check_output_folder
 
     options = BatchOptions(args.out, parse_exports(args.export), args.max_frames, args.force)
     discovery = discover_inputs(args.inputs)
     if args.queue:
         return _run_queue(args, discovery, options)
+    check_output_folder(args.out)  # one line now, not one failure per video later
     file_source = _file_source(args)  # bad prompt files fail before the model loads
     settings = tracker_settings(args)
     if args.auto is not None:
