@@ -6,20 +6,20 @@ Every source answers ``prompts_for(video)`` (raising ``InputError`` for that vid
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-import yaml
-
 from jobs.errors import InputError
 from jobs.mask_io import list_mask_pngs, read_mask_png
-from jobs.prompts import Prompt, merge_prompts, prompts_from_json
+from jobs.prompts import (
+    Prompt,
+    merge_prompts,
+    prompts_from_json,
+    read_prompt_document,
+)
 from worker.batch.inputs import VideoInput
-
-YAML_SUFFIXES = (".yaml", ".yml")
 
 
 class PromptSource(Protocol):
@@ -67,19 +67,7 @@ def _keys(video: VideoInput) -> tuple[str, str]:
 
 
 def _read_document(path: Path) -> object:
-    try:
-        text = Path(path).read_text()
-    except FileNotFoundError:
-        raise InputError(f"no such prompts file: {path}") from None
-    except OSError as error:
-        raise InputError(f"cannot read prompts file {path}: {error}") from None
-    try:
-        if Path(path).suffix.lower() in YAML_SUFFIXES:
-            return yaml.safe_load(text)
-        return json.loads(text)
-    except (yaml.YAMLError, json.JSONDecodeError) as error:
-        first = str(error).splitlines()[0]
-        raise InputError(f"cannot parse prompts file {path}: {first}") from None
+    return read_prompt_document(path)  # the core's reader: size, encoding, depth, YAML
 
 
 @dataclass(frozen=True)
