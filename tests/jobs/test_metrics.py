@@ -18,6 +18,7 @@ from jobs.metrics import (
     Statistics,
     boundary_f_measure,
     boundary_radius,
+    dilate_by_disk,
     disk,
     evaluate_sequence,
     region_similarity,
@@ -148,10 +149,64 @@ def test_disk_matches_skimage_definition() -> None:
         ((1080, 1920), 0.008, 18),  # ceil(17.62)
         ((480, 854), 1, 1),  # >= 1: pixels
         ((480, 854), 3, 3),
+        ((480, 854), 0, 0),  # no tolerance: boundaries must coincide
+        ((480, 854), 1e9, 980),  # capped at ceil(diagonal 979.6): a wider disk adds nothing
+        ((10, 10), 500, 15),  # ceil(14.14)
     ],
 )
 def test_boundary_radius(shape: tuple[int, int], bound_th: float, radius: int) -> None:
     assert boundary_radius(shape, bound_th) == radius
+
+
+def test_capped_radius_gives_the_f_of_an_uncapped_one() -> None:
+    """F with a disk of 3x the diagonal, dilated by hand, equals F at the capped radius."""
+    import cv2
+
+    pred = np.zeros((6, 7), dtype=bool)
+    pred[0:2, 0:2] = True
+    gt = np.zeros((6, 7), dtype=bool)
+    gt[4:6, 5:7] = True
+    huge = disk(3 * 10)
+    fg, gt_b = seg2bmap(pred), seg2bmap(gt)
+    fg_dil = cv2.dilate(fg.astype(np.uint8), huge).astype(bool)
+    gt_dil = cv2.dilate(gt_b.astype(np.uint8), huge).astype(bool)
+    precision = np.count_nonzero(fg & gt_dil) / np.count_nonzero(fg)
+    recall = np.count_nonzero(gt_b & fg_dil) / np.count_nonzero(gt_b)
+    assert precision == recall == 1.0
+    assert boundary_f_measure(pred, gt, bound_th=1e9) == 1.0
+    assert boundary_f_measure(pred, gt, bound_th=1) < 1.0  # far apart at a 1-pixel tolerance
+
+
+@pytest.mark.parametrize("radius", [0, 1, 8, 47, 48, 49, 63, 150])
+def test_dilate_by_disk_is_cv2_dilate_with_the_disk_at_every_radius(radius: int) -> None:
+    """Large radii take the distance-transform path: the same pixels as cv2.dilate."""
+    import cv2
+
+    boundary = np.random.default_rng(radius).random((90, 120)) > 0.997
+    boundary[0, 0] = boundary[89, 119] = True  # corners: the disk reaches past the border
+    expected = cv2.dilate(boundary.astype(np.uint8), disk(radius)).astype(bool)
+    assert np.array_equal(dilate_by_disk(boundary, radius), expected)
+    assert not dilate_by_disk(np.zeros((5, 5), bool), radius).any()
+
+
+def test_huge_tolerance_scores_a_real_frame_quickly(davis_root: Path) -> None:
+    """--bound-th 1e9 used to run cv2.dilate with a 1961 px disk (minutes a frame)."""
+    gt = read_mask_png(davis_root / "Annotations" / "bear" / "00000.png")[1]
+    shifted = np.roll(gt, 40, axis=1)
+    assert boundary_f_measure(shifted, gt, bound_th=1e9) == 1.0  # everything is in reach
+    assert boundary_f_measure(shifted, gt) < 0.5
+
+
+@pytest.mark.parametrize("bound_th", [math.nan, math.inf, -1.0, -0.001, "0.008"])
+def test_unusable_tolerance_is_refused_before_any_frame(bound_th) -> None:
+    def frames():
+        raise AssertionError("no frame may be read")
+        yield {}
+
+    with pytest.raises(InputError, match="boundary tolerance must be a finite number >= 0"):
+        evaluate_sequence(frames(), frames(), bound_th=bound_th)
+    with pytest.raises(InputError, match="boundary tolerance"):
+        boundary_radius((4, 4), bound_th)
 
 
 # --- boundary F -------------------------------------------------------------------------------
