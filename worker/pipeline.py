@@ -58,11 +58,18 @@ class ResumeFailed(StreamsegError):
 
 @dataclass(frozen=True)
 class Progress:
-    """``frame``: frames done so far; ``total``: frames in the video if known; ``fps``."""
+    """``frame``: frames done so far; ``total``: frames in the video if known; ``fps``.
+
+    Within a frame with many objects (a tracker with an ``on_objects(done, total)`` hook),
+    reports also come between frames: ``objects_done`` of ``objects_total`` objects of the
+    frame being tracked (None otherwise).
+    """
 
     frame: int
     total: int | None
     fps: float
+    objects_done: int | None = None
+    objects_total: int | None = None
 
 
 @dataclass(frozen=True)
@@ -205,15 +212,25 @@ class _Clock:
     def __init__(self, total: int | None, start: int, report) -> None:
         self.total, self.start, self.report = total, start, report
         self.began = self.began_tracking = time.perf_counter()
+        self.count = 0
 
     def tick(self, count: int) -> None:
         now = time.perf_counter()
+        self.count = count
         if count <= self.start:  # replaying: the rate of the tracking to come is unknown
             self.began_tracking = now
         if self.report is not None:
-            elapsed, tracked = now - self.began_tracking, count - self.start
-            fps = tracked / elapsed if tracked > 0 and elapsed > 0 else 0.0
-            self.report(Progress(count, self.total, fps))
+            self.report(Progress(count, self.total, self._fps(now)))
+
+    def objects(self, done: int, total: int) -> None:
+        """Within the frame after ``count``: ``done`` of its ``total`` objects tracked."""
+        if self.report is not None:
+            fps = self._fps(time.perf_counter())
+            self.report(Progress(self.count, self.total, fps, done, total))
+
+    def _fps(self, now: float) -> float:
+        elapsed, tracked = now - self.began_tracking, self.count - self.start
+        return tracked / elapsed if tracked > 0 and elapsed > 0 else 0.0
 
     def seconds(self) -> float:
         return time.perf_counter() - self.began
@@ -229,6 +246,8 @@ def _run_frames(video, tracker, prompts, writers, hooks, max_frames, start) -> t
         total = min(total, max_frames) if total is not None else max_frames
     clock, count = _Clock(total, start, hooks.on_progress), 0
     clock.tick(0)  # the total is shown before the first (possibly long) frame
+    if getattr(tracker, "on_objects", False) is None and hooks.on_progress is not None:
+        tracker.on_objects = clock.objects  # progress within frames of many objects
     for frame in video:
         if max_frames is not None and frame.index >= max_frames:
             break

@@ -257,3 +257,26 @@ def test_random_checkpoint_is_reproducible(tmp_path):
     sa = torch.load(a, weights_only=True)["model"]
     sb = torch.load(b, weights_only=True)["model"]
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_progress_moves_within_a_frame_of_many_objects(loaded_model, tmp_path):
+    """The pipeline passes the tracker's per-batch object counts on as progress reports."""
+    import inspect
+
+    from jobs.prompts import Prompt
+    from worker.pipeline import SegmentRequest, segment_video
+    from worker.tracker import StreamingTracker
+
+    if "on_objects" not in inspect.signature(StreamingTracker).parameters:
+        pytest.skip("this StreamingTracker reports no progress within a frame")
+    clip = tmp_path / "clip.mp4"
+    write_clip(clip, [np.full((48, 64, 3), 90 + 20 * i, np.uint8) for i in range(2)])
+    prompts = [Prompt(obj, 0, box=(obj, 2.0, obj + 8.0, 20.0)) for obj in range(1, 7)]
+    reports = []
+    request = SegmentRequest(str(clip), tmp_path / "out", prompts, write_overlay=False)
+    segment_video(
+        request, lambda info: StreamingTracker(loaded_model, object_batch=2), {}, reports.append
+    )
+    within = [(r.frame, r.objects_done, r.objects_total) for r in reports if r.objects_done]
+    assert within[:3] == [(0, 2, 6), (0, 4, 6), (0, 6, 6)]  # frame 0 in batches of two
+    assert [r.frame for r in reports if r.objects_done is None] == [0, 1, 2]

@@ -162,7 +162,10 @@ class ProgressBar:
             )
         self._bar.total = progress.total
         self._bar.update(progress.frame - self._bar.n)
-        self._bar.set_postfix(fps=f"{progress.fps:.1f}")
+        postfix = {"fps": f"{progress.fps:.1f}"}
+        if progress.objects_done is not None:  # a long frame of many objects: it moves
+            postfix["objects"] = f"{progress.objects_done}/{progress.objects_total}"
+        self._bar.set_postfix(postfix)
 
     def __enter__(self) -> ProgressBar:
         return self
