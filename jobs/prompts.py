@@ -68,7 +68,7 @@ class PromptSpec(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> PromptSpec:
-        if self.points is None and self.box is None and self.mask is None:
+        if not self.points and self.box is None and self.mask is None:  # [] is none too
             raise ValueError("a prompt needs points, a box or a mask")
         if self.mask is not None and (self.points or self.box):
             raise ValueError("a mask prompt cannot be combined with points or a box")

@@ -73,6 +73,7 @@ def test_prompt_file_with_relative_mask(tmp_path):
     "entry, message",
     [
         ({"object": 1}, "needs points, a box or a mask"),
+        ({"object": 1, "points": []}, "needs points, a box or a mask"),
         ({"object": 1, "points": [[1, 2]], "labels": [1, 1]}, "same length"),
         ({"object": 1, "points": [[1, 2]], "labels": [2]}, "labels must be 1"),
         ({"object": 1, "mask": "m.png", "box": [0, 0, 1, 1]}, "cannot be combined"),
