@@ -13,10 +13,12 @@ object's most interior pixel, scored by IoU against the ground truth.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shlex
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -98,6 +100,48 @@ def speed(data: Path, runs: int, frames: int) -> dict[str, float]:
     }
 
 
+SPEED_CODE = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import torch
+torch.set_num_threads(int(sys.argv[4]))
+from pathlib import Path
+from tests.benchmarks.bench_lite import speed
+print(json.dumps(speed(Path(sys.argv[2]), 1, int(sys.argv[3]))))
+"""
+
+
+def speed_side_by_side(
+    data: Path, trees: dict[str, Path], runs: int, frames: int, threads: int
+) -> dict[str, dict]:
+    """``speed`` of each source tree (e.g. this one and an exported earlier commit), one run
+    at a time in a fresh process, the trees interleaved run by run: -> label -> result."""
+    fps: dict[str, list[float]] = {label: [] for label in trees}
+    cpu: dict[str, list[float]] = {label: [] for label in trees}
+    for _ in range(runs):
+        for label, tree in trees.items():
+            args = [str(tree), str(data), str(frames), str(threads)]
+            out = subprocess.run(
+                [sys.executable, "-c", SPEED_CODE, *args],
+                check=True,
+                capture_output=True,
+                text=True,
+                env={**os.environ, "PYTHONPATH": str(tree)},
+            )
+            result = json.loads(out.stdout.strip().splitlines()[-1])
+            fps[label].append(result["fps"])
+            cpu[label].append(result["cpu_ms"])
+    return {
+        label: {
+            "fps": statistics.median(fps[label]),
+            "fps_runs": fps[label],
+            "cpu_ms": statistics.median(cpu[label]),
+            "frames": frames - 1,
+        }
+        for label in trees
+    }
+
+
 def prompt_ious(data: Path, names: list[str]) -> dict[str, tuple[float, float]]:
     """First-frame IoU of the box (GrabCut) and one-click first masks."""
     out = {}
@@ -121,7 +165,7 @@ def markdown(
     command: str,
     report: EvalReport | None,
     seq_fps: dict[str, float],
-    speed_result: dict | None,
+    speed_result: dict[str, dict] | None,
     prompts: dict[str, tuple[float, float]] | None,
     threads: int,
     load: tuple[float, float],
@@ -152,15 +196,17 @@ def markdown(
             f"| **{report.jf_mean:.3f}** | |"
         )
     if speed_result is not None:
-        runs = ", ".join(f"{v:.2f}" for v in speed_result["fps_runs"])
-        lines += [
-            "",
-            "## Speed: one object, 854x480 (`bear`), frames preloaded",
-            "",
-            f"- median fps over {len(speed_result['fps_runs'])} runs of "
-            f"{speed_result['frames']} frames: **{speed_result['fps']:.2f}** (runs: {runs})",
-            f"- CPU time per frame (all threads, median): {speed_result['cpu_ms']:.0f} ms",
-        ]
+        lines += ["", "## Speed: one object, 854x480 (`bear`), frames preloaded", ""]
+        lines += ["| version | median fps | runs (interleaved) | CPU ms / frame |"]
+        lines += ["| --- | ---: | --- | ---: |"]
+        for label, res in speed_result.items():
+            runs = ", ".join(f"{v:.2f}" for v in res["fps_runs"])
+            lines.append(f"| {label} | **{res['fps']:.2f}** | {runs} | {res['cpu_ms']:.0f} |")
+        if len(speed_result) == 2:
+            (a, ra), (b, rb) = speed_result.items()
+            lines += ["", f"fps ratio {a} / {b}: {ra['fps'] / rb['fps']:.2f}x"]
+        frames = next(iter(speed_result.values()))["frames"]
+        lines += [f"({frames} timed frames per run; each run a fresh process.)"]
     if prompts is not None:
         lines += ["", "## First masks from box and point prompts (frame 0, IoU)", ""]
         lines += ["| sequence | box (GrabCut) | one click |", "| --- | ---: | ---: |"]
@@ -178,6 +224,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--speed-runs", type=int, default=5)
     parser.add_argument("--speed-frames", type=int, default=40)
+    parser.add_argument(
+        "--baseline-tree",
+        type=Path,
+        help="also time this source tree (e.g. `git archive` of an earlier commit), interleaved",
+    )
     parser.add_argument("--skip", default="", help="comma list of: quality, speed, prompts")
     parser.add_argument("--out", type=Path, help="also write the markdown here")
     args = parser.parse_args(argv)
@@ -190,7 +241,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     load_before = os.getloadavg()[0]
     report, seq_fps = quality(args.data, names) if "quality" not in skip else (None, {})
-    result = speed(args.data, args.speed_runs, args.speed_frames) if "speed" not in skip else None
+    result = None
+    if "speed" not in skip:
+        trees = {"this version": ROOT}
+        if args.baseline_tree:
+            trees["baseline"] = args.baseline_tree
+        result = speed_side_by_side(
+            args.data, trees, args.speed_runs, args.speed_frames, args.threads
+        )
     prompts = prompt_ious(args.data, names) if "prompts" not in skip else None
     text = markdown(
         command.strip(),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -12,6 +13,7 @@ from PIL import Image
 from jobs.errors import InputError
 from jobs.metrics import region_similarity
 from jobs.prompts import Prompt
+from worker.lite.adapt import HeadParams, fit_head, head_gate
 from worker.lite.efficientnet_lite0 import (
     MEAN,
     STD,
@@ -20,7 +22,15 @@ from worker.lite.efficientnet_lite0 import (
     weights_path,
 )
 from worker.lite.features import LiteTrunk
+from worker.lite.motion import FlowField, MotionParams
 from worker.lite.prompt_masks import box_mask, points_mask
+from worker.lite.propagation import (
+    MemoryFrame,
+    ReadoutParams,
+    coarse_values,
+    frame_keys,
+    readout,
+)
 from worker.lite.tracker import LiteParams, LiteTracker, cached_trunk
 
 
@@ -182,11 +192,19 @@ def test_objects_share_one_readout_and_never_overlap(dog: tuple[list, list]) -> 
     assert list(tracker.step(rgbs[3]).objects) == [1]
 
 
-def test_snapshot_resumes_exactly(dog: tuple[list, list]) -> None:
+SNAPSHOT_PARAMS = [
+    LiteParams(),
+    LiteParams(motion=MotionParams(warp=True, gate_floor=0.3), head=HeadParams(floor=0.3)),
+]
+
+
+@pytest.mark.parametrize("params", SNAPSHOT_PARAMS, ids=["shipped", "flow-and-head"])
+def test_snapshot_resumes_exactly(dog: tuple[list, list], params: LiteParams) -> None:
+    """The flow's previous frame and the first-frame heads are part of the state."""
     rgbs, gts = dog
-    tracker = LiteTracker(LiteParams(num_recent=2))
+    tracker = LiteTracker(params)
     _track(tracker, rgbs[:3], gts[0])
-    resumed = LiteTracker(LiteParams(num_recent=2))
+    resumed = LiteTracker(params)
     resumed.restore(tracker.snapshot())
     assert resumed.frame_idx == 3 and resumed.object_ids == [1]
     for rgb in rgbs[3:5]:
@@ -194,9 +212,85 @@ def test_snapshot_resumes_exactly(dog: tuple[list, list]) -> None:
         assert np.array_equal(a.mask, b.mask) and a.score == b.score
         torch.testing.assert_close(a.low_res_logits, b.low_res_logits, rtol=0, atol=0)
     with pytest.raises(InputError, match="other lite settings"):
-        LiteTracker(LiteParams(num_recent=3)).restore(tracker.snapshot())
+        LiteTracker(LiteParams(num_recent=params.num_recent + 1)).restore(tracker.snapshot())
     with pytest.raises(InputError):
         LiteTracker().restore(b"not a snapshot")
+
+
+# ----- readout, motion prior, first-frame head ---------------------------------------------------
+def _brute_readout(query, memory, params):
+    """Per position: every in-frame candidate within the radius (and every coarse position of
+    a prompted frame), top-k, softmax -> weighted values. (C, h, w) -> (V, h, w)."""
+    _, h, w = query.shape
+    out = torch.zeros(memory[0].values.shape[0], h, w)
+    r = params.radius
+    for y in range(h):
+        for x in range(w):
+            scores, values = [], []
+            for m in memory:
+                keys = m.keys.raw.float()
+                for yy in range(max(0, y - r), min(h, y + r + 1)):
+                    for xx in range(max(0, x - r), min(w, x + r + 1)):
+                        scores.append(float(query[:, y, x] @ keys[:, yy, xx]))
+                        values.append(m.values[:, yy, xx])
+                if m.conditioning:
+                    coarse_v = coarse_values(m.values)
+                    for j in range(m.keys.coarse.shape[1]):
+                        scores.append(float(query[:, y, x] @ m.keys.coarse[:, j]))
+                        values.append(coarse_v[:, j])
+            top, idx = torch.tensor(scores).topk(params.top_k)
+            weights = torch.softmax(top / params.temperature, dim=0)
+            out[:, y, x] = (torch.stack([values[i] for i in idx]) * weights[:, None]).sum(0)
+    return out
+
+
+def test_readout_matches_a_brute_force_search() -> None:
+    gen = torch.Generator().manual_seed(0)
+    params = ReadoutParams(radius=2, top_k=5, temperature=0.2, tile=4)
+
+    def unit(*shape):
+        return torch.nn.functional.normalize(torch.randn(*shape, generator=gen), dim=0)
+
+    query = unit(8, 9, 11)
+    memory = []
+    for k in range(3):
+        keys = frame_keys(unit(8, 9, 11), params)
+        values = torch.rand(3, 9, 11, generator=gen)
+        memory.append(MemoryFrame(keys, values, conditioning=k == 0))
+    query = query.half().float()  # the keys are stored as float16; compare like with like
+    fast = readout(query, memory, params)
+    torch.testing.assert_close(fast, _brute_readout(query, memory, params), rtol=0, atol=1e-5)
+
+
+def test_flow_follows_a_shifted_frame() -> None:
+    """A textured frame moved 16 px right: each current cell came from 2 cells to its left."""
+    rng = np.random.default_rng(0)
+    texture = cv2.GaussianBlur(rng.integers(0, 255, (160, 240), dtype=np.uint8), (5, 5), 1.5)
+    previous, current = texture[:, 16:224], texture[:, :208]  # content moves +16 px in x
+    field = FlowField(np.ascontiguousarray(previous), np.ascontiguousarray(current), (20, 26))
+    inner = field.cells[4:-4, 4:-4]
+    assert abs(float(inner[..., 0].median()) + 2.0) < 0.25
+    assert abs(float(inner[..., 1].median())) < 0.25
+    mask = torch.zeros(1, 20, 26)
+    mask[0, 8:12, 10:14] = 1.0
+    moved = field.warp(mask)[0]
+    assert float(moved[8:12, 12:16].mean()) > 0.9 and float(moved[8:12, 10:12].mean()) < 0.1
+
+
+def test_first_frame_head_separates_the_object(dog: tuple[list, list]) -> None:
+    rgbs, gts = dog
+    tracker = LiteTracker()
+    later = []
+    for k in (0, 6):
+        query = tracker._encode(rgbs[k])
+        grid = (query.shape[1], query.shape[2])
+        small = cv2.resize(gts[k].astype(np.float32), grid[::-1], interpolation=cv2.INTER_AREA)
+        later.append((query, torch.from_numpy(small) > 0.5))
+    params = HeadParams(floor=0.0)
+    weights = fit_head(later[0][0], later[0][1].float(), params)
+    for query, inside in later:  # the prompted frame, and one six frames later
+        prob = head_gate(query, weights, params)
+        assert float(prob[inside].mean()) > 0.7 and float(prob[~inside].mean()) < 0.2
 
 
 # ----- bad inputs ------------------------------------------------------------------------------

@@ -135,45 +135,48 @@ def readout(query: torch.Tensor, memory: list[MemoryFrame], params: ReadoutParam
 
     Returns:
         (V, h, w) float32: per position, the softmax-weighted values of the top-k matches.
+
+    The top-k over all candidates is taken as the top-k of each frame's own top-k (the same
+    set), so no frame's full score table is ever concatenated with another's.
     """
     _, h, w = query.shape
-    tile, radius = params.tile, params.radius
-    q = query_tiles(query, tile)  # (L, T, C)
-    scores = [local_scores(q, m.keys, params, (h, w)) for m in memory]
-    local_vals = [patches(m.values.float(), tile, radius).transpose(1, 2) for m in memory]
-    glob = [m for m in memory if m.conditioning and params.global_conditioning]
-    scores += [torch.matmul(q, m.keys.coarse) for m in glob]  # (L, T, n16) each
-    n_local = len(memory) * scores[0].shape[2]
-    top, idx = torch.cat(scores, dim=2).topk(params.top_k, dim=2)  # (L, T, k)
+    q = query_tiles(query, params.tile)  # (L, T, C)
+    tops, vals = [], []
+    for m in memory:
+        top, val = _local_top(q, m, params, (h, w))
+        tops.append(top)
+        vals.append(val)
+        if m.conditioning and params.global_conditioning:
+            top, val = _global_top(q, m, params)
+            tops.append(top)
+            vals.append(val)
+    top, idx = torch.cat(tops, dim=2).topk(params.top_k, dim=2)  # (L, T, k)
+    val = torch.cat(vals, dim=2)  # (L, T, k * parts, V)
+    val = val.gather(2, idx[..., None].expand(-1, -1, -1, val.shape[3]))
     weights = torch.softmax(top / params.temperature, dim=2)
-    vals = _gather_values(
-        idx, n_local, local_vals, [coarse_values(m.values.float()) for m in glob], params
-    )
-    out = (vals * weights[..., None]).sum(dim=2)  # (L, T, V)
-    return untile(out, h, w, tile)
+    out = (val * weights[..., None]).sum(dim=2)  # (L, T, V)
+    return untile(out, h, w, params.tile)
 
 
-def _gather_values(
-    idx: torch.Tensor,
-    n_local: int,
-    local_vals: list[torch.Tensor],
-    global_vals: list[torch.Tensor],
-    params: ReadoutParams,
-) -> torch.Tensor:
-    """Values of the chosen candidates: idx (L, T, k) -> (L, T, k, V)."""
-    n_l, n_t, k = idx.shape
+def _local_top(
+    q: torch.Tensor, m: MemoryFrame, params: ReadoutParams, hw: tuple
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(L, T, C) query tiles -> the top-k scores (L, T, k) in one frame's local window and
+    their values (L, T, k, V)."""
+    top, pos = local_scores(q, m.keys, params, hw).topk(params.top_k, dim=2)
+    n_l, n_t, k = pos.shape
     win = window_index(params.tile, params.radius)  # (T, W^2)
-    n_win = win.shape[1]
-    side_sq = local_vals[0].shape[1]
-    is_local = idx < n_local
-    li = idx.clamp(max=n_local - 1)
-    frame, pos = li // n_win, li % n_win
-    table_idx = frame * side_sq + win[torch.arange(n_t)[None, :, None], pos]  # (L, T, k)
-    table = torch.cat(local_vals, dim=1)  # (L, M*S, V)
+    table_idx = win[torch.arange(n_t)[None, :, None], pos]  # (L, T, k) patch positions
+    table = patches(m.values.float(), params.tile, params.radius).transpose(1, 2)  # (L, S, V)
     v = table.gather(1, table_idx.reshape(n_l, -1, 1).expand(-1, -1, table.shape[2]))
-    v = v.view(n_l, n_t, k, -1)
-    if global_vals:
-        gtable = torch.cat(global_vals, dim=1).t()  # (Mc*n16, V)
-        gi = (idx - n_local).clamp(min=0)
-        v = torch.where(is_local[..., None], v, gtable[gi])
-    return v
+    return top, v.view(n_l, n_t, k, -1)
+
+
+def _global_top(
+    q: torch.Tensor, m: MemoryFrame, params: ReadoutParams
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(L, T, C) query tiles -> the top-k scores (L, T, k) over a prompted frame's whole
+    stride-16 grid and their values (L, T, k, V)."""
+    top, idx = torch.matmul(q, m.keys.coarse).topk(params.top_k, dim=2)
+    table = coarse_values(m.values.float()).t()  # (n16, V)
+    return top, table[idx]

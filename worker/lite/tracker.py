@@ -25,6 +25,7 @@ from jobs.prompts import PendingPrompts, Prompt, validate_prompts
 from memory.bank import MemoryBank
 from memory.lite_entries import FrameKeys, LiteMemoryEntry, unique_nbytes
 from memory.policy import MemoryPolicy
+from worker.lite.adapt import HeadParams, fit_head, head_gate
 from worker.lite.efficientnet_lite0 import load_efficientnet_lite0
 from worker.lite.features import (
     FeatureParams,
@@ -34,6 +35,7 @@ from worker.lite.features import (
     processing_size,
     to_input,
 )
+from worker.lite.motion import FlowField, MotionParams, gate, grey
 from worker.lite.prompt_masks import box_mask, points_mask
 from worker.lite.propagation import MemoryFrame, ReadoutParams, frame_keys, readout
 from worker.lite.refine import GuidedFilter, RefineParams
@@ -50,6 +52,8 @@ class LiteParams:
     features: FeatureParams = field(default_factory=FeatureParams)
     readout: ReadoutParams = field(default_factory=ReadoutParams)
     refine: RefineParams = field(default_factory=RefineParams)
+    motion: MotionParams = field(default_factory=MotionParams)
+    head: HeadParams = field(default_factory=HeadParams)
     num_recent: int = 2
 
     def policy(self) -> MemoryPolicy:
@@ -114,6 +118,9 @@ class LiteTracker:
         self.frame_hw: tuple[int, int] | None = None
         self.projection: Projection | None = None  # fitted on the first prompted frame
         self._pending = PendingPrompts()
+        self._grey: tuple[int, np.ndarray] | None = None  # (frame, (h, w) uint8) for the flow
+        self._flow: FlowField | None = None  # this frame's flow to the previous one
+        self._heads: dict[int, torch.Tensor] = {}  # object -> (d + 1,) first-frame head
 
     # ----- prompts and objects -------------------------------------------------------------
     def add_prompt(self, prompt: Prompt) -> None:
@@ -122,6 +129,7 @@ class LiteTracker:
 
     def remove_object(self, obj_id: int) -> None:
         self.bank.remove(obj_id)
+        self._heads.pop(obj_id, None)
         self._pending.drop_object(obj_id)
 
     @property
@@ -159,6 +167,8 @@ class LiteTracker:
             "projection": _projection_state(self.projection),
             "keys": [[f, raw] for f, raw in sorted(keys.items())],
             "objects": objects,
+            "grey": [] if self._grey is None else [self._grey[0], torch.from_numpy(self._grey[1])],
+            "heads": [[obj_id, w.clone()] for obj_id, w in sorted(self._heads.items())],
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -180,6 +190,9 @@ class LiteTracker:
         self.frame_idx = int(state["frame_idx"])
         self.frame_hw = tuple(int(v) for v in state["frame_hw"]) or None
         self.projection = Projection(*state["projection"]) if state["projection"] else None
+        grey_state = state.get("grey") or []
+        self._grey = (int(grey_state[0]), grey_state[1].numpy().copy()) if grey_state else None
+        self._heads = {int(o): w for o, w in state.get("heads", [])}
         self._pending.clear()
 
     def snapshot(self) -> bytes:
@@ -215,10 +228,16 @@ class LiteTracker:
         keys = frame_keys(query, self.params.readout)
         given = {o: self._prompt_mask(prompts[o], rgb, query) for o in sorted(prompts)}
         probs: dict[int, torch.Tensor] = {}
+        warped: dict[int, FrameKeys] = {}
         for group in self._batches([o for o in self.object_ids if o not in given]):
-            probs.update(self._read(group, query))
+            probs.update(self._read(group, query, warped))
         masks = self._decode(probs, given, rgb)
         grid = (query.shape[1], query.shape[2])
+        if self.params.head.floor < 1.0:
+            for obj_id in given:
+                if obj_id not in self._heads:
+                    soft = _area_down(given[obj_id], grid)
+                    self._heads[obj_id] = fit_head(query, soft, self.params.head)
         results = {}
         for obj_id in sorted(masks):
             soft = probs[obj_id] if obj_id in probs else _area_down(given[obj_id], grid)
@@ -255,11 +274,23 @@ class LiteTracker:
         """(H, W, 3) uint8 -> (d, h, w) float32 projected unit descriptors (stride-8 grid)."""
         params = self.params.features
         size = processing_size(rgb.shape[0], rgb.shape[1], params.short_side)
-        f8, f16 = self.trunk(to_input(rgb, size))
+        image = to_input(rgb, size)
+        f8, f16 = self.trunk(image)
+        self._update_flow(image, (f8.shape[2], f8.shape[3]))
         desc = descriptors(f8, f16, params)
         if self.projection is None:
             self.projection = Projection.fit(desc, params.dims)
         return self.projection.apply(desc)
+
+    def _update_flow(self, image: torch.Tensor, grid: tuple[int, int]) -> None:
+        """Flow from this frame to the previous one, when the previous one was processed."""
+        self._flow = None
+        if not self.params.motion.enabled:
+            return
+        current = grey(image)
+        if self._grey is not None and self._grey[0] == self.frame_idx - 1:
+            self._flow = FlowField(self._grey[1], current, grid)
+        self._grey = (self.frame_idx, current)
 
     def _prompt_mask(self, prompt: Prompt, rgb: np.ndarray, query: torch.Tensor) -> np.ndarray:
         """The prompt as an (H, W) bool mask at source resolution."""
@@ -276,12 +307,18 @@ class LiteTracker:
             groups[self.bank.objects[obj_id].layout()].append(obj_id)
         return list(groups.values())
 
-    def _read(self, group: list[int], query: torch.Tensor) -> dict[int, torch.Tensor]:
-        """One readout for objects with the same memory frames -> (h, w) soft mask each."""
+    def _read(
+        self, group: list[int], query: torch.Tensor, warped: dict[int, FrameKeys]
+    ) -> dict[int, torch.Tensor]:
+        """One readout for objects with the same memory frames -> (h, w) soft mask each.
+
+        ``warped``: the previous frame's keys moved along the flow, shared between groups.
+        """
         memories = [self.bank.objects[o] for o in group]
         first = memories[0]
         frames = [*first.conditioning.values(), *first.recent.values()]
         memory = []
+        previous = None
         for entry in frames:
             if entry.keys is None:
                 continue
@@ -290,11 +327,30 @@ class LiteTracker:
                 for m in memories
             ]
             fg = torch.stack(soft).float()
+            keys = entry.keys
+            if self._flow is not None and entry.frame_idx == self.frame_idx - 1:
+                previous = fg
+                if self.params.motion.warp:
+                    keys, fg = self._warped_keys(entry, warped), self._flow.warp(fg)
             values = torch.cat([(1.0 - fg.sum(0, keepdim=True)).clamp_min(0.0), fg])
-            memory.append(MemoryFrame(entry.keys, values, entry.frame_idx in first.conditioning))
+            memory.append(MemoryFrame(keys, values, entry.frame_idx in first.conditioning))
         out = readout(query, memory, self.params.readout)
+        if previous is not None and self.params.motion.gate_floor < 1.0:
+            moved = self._flow.warp(previous)
+            for i in range(len(group)):
+                out[i + 1] *= gate(moved[i], self.params.motion)
+        for i, obj_id in enumerate(group):
+            if obj_id in self._heads:
+                out[i + 1] *= head_gate(query, self._heads[obj_id], self.params.head)
         total = out.sum(0).clamp_min(1e-6)
         return {obj_id: out[i + 1] / total for i, obj_id in enumerate(group)}
+
+    def _warped_keys(self, entry: LiteMemoryEntry, cache: dict[int, FrameKeys]) -> FrameKeys:
+        """The entry's frame keys resampled along this frame's flow (once per frame)."""
+        if entry.frame_idx not in cache:
+            moved = torch.nn.functional.normalize(self._flow.warp(entry.keys.raw), dim=0)
+            cache[entry.frame_idx] = frame_keys(moved, self.params.readout)
+        return cache[entry.frame_idx]
 
     def _decode(
         self, probs: dict[int, torch.Tensor], given: dict[int, np.ndarray], rgb: np.ndarray
