@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -16,7 +17,16 @@ from typing import Annotated
 
 import numpy as np
 from PIL import Image
-from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from jobs.errors import InputError
 
@@ -29,9 +39,29 @@ MAX_DOCUMENT_DEPTH = 32  # a prompts document is 5 levels deep; 32 leaves room, 
 MAX_DOCUMENT_NODES = 1_000_000  # values counted as expanded: a YAML alias bomb stops here
 YAML_SUFFIXES = (".yaml", ".yml")
 
-# JSON and YAML types exactly: ``true`` is not object 1, ``"3"`` is not frame 3
-_Int = Annotated[int, Strict()]
-_Coordinate = Annotated[float, Strict()]  # ints are numbers too; bools and strings are not
+
+def _whole_number(value: object) -> int:
+    """Exactly an integer: ``true`` is not object 1, ``"3"`` or ``3.0`` is not frame 3."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise PydanticCustomError(
+            "whole_number", "Input should be a whole number, not {kind}", _kind(value)
+        )
+    return int(value)
+
+
+def _number(value: object) -> float:
+    """A real number (an integer too); not a bool or a string. Finite: checked after."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise PydanticCustomError("number", "Input should be a number, not {kind}", _kind(value))
+    return float(value)
+
+
+def _kind(value: object) -> dict[str, str]:
+    return {"kind": "true/false" if isinstance(value, bool) else type(value).__name__}
+
+
+_Int = Annotated[int, BeforeValidator(_whole_number)]
+_Coordinate = Annotated[float, BeforeValidator(_number)]
 
 
 @dataclass(frozen=True, eq=False)

@@ -193,7 +193,7 @@ def test_prompt_frames_against_the_length(frames, num_frames, max_frames, messag
         ("nan.json", '{"prompts": [{"object": 1, "box": [NaN, 0, 1, 1]}]}', "NaN"),
         ("inf.json", '{"prompts": [{"object": 1, "box": [0, 0, -Infinity, 1]}]}', "-Infinity"),
         ("list.yaml", "- {object: 1, box: [0, 0, .inf, 1]}\n", "finite number"),
-        ("true.yaml", "- {object: true, box: [0, 0, 1, 1]}\n", "valid integer"),
+        ("true.yaml", "- {object: true, box: [0, 0, 1, 1]}\n", "whole number, not true/false"),
         ("syntax.json", '{"prompts": [', "cannot parse prompts file"),
         ("empty.yaml", "", "invalid"),
     ],
@@ -228,3 +228,15 @@ def test_utf8_bom_and_yaml_prompt_files_are_accepted(tmp_path):
     assert [p.box for p in load_prompt_file(tmp_path / "bom.json")] == [(0.0, 0.0, 4.0, 4.0)]
     (yaml_prompt,) = load_prompt_file(tmp_path / "p.yaml")
     assert (yaml_prompt.obj_id, yaml_prompt.frame, yaml_prompt.labels) == (2, 3, (1,))
+
+
+def test_prompt_specs_take_numpy_numbers_but_not_bools_or_text():
+    """Specs built in code (masks' label ids are numpy ints) validate as JSON ones do."""
+    from jobs.prompts import PromptSpec
+
+    spec = PromptSpec(object=np.int64(3), frame=np.uint16(2), box=(np.float32(1), 0, 4, 4))
+    assert (spec.object, spec.frame, spec.box) == (3, 2, (1.0, 0.0, 4.0, 4.0))
+    assert type(spec.object) is int
+    for bad in ({"object": True}, {"object": "1"}, {"object": 1.0}, {"frame": 2.5}):
+        with pytest.raises(ValueError, match="whole number"):
+            PromptSpec(**({"object": 1, "box": (0, 0, 4, 4)} | bad))

@@ -381,7 +381,7 @@ BAD_PROMPT_FILES = {
     "a folder": (lambda t: t, "is a folder"),
     "object true": (
         _document("p.json", _entry(object=True, box=[0, 0, 5, 5])),
-        "prompts.0.object: Input should be a valid integer",
+        "prompts.0.object: Input should be a whole number, not true/false",
     ),
     "object as text": (
         _document("p.json", _entry(object="1", box=[0, 0, 5, 5])),
