@@ -69,6 +69,7 @@ class RemoteCaptureSession:
         self._sent: OrderedDict[int, tuple[int, float, bytes]] = OrderedDict()
         self._sent_lock = threading.Lock()
         self._seq = self._answered = self._skipped = 0
+        self._last_processing_s = 0.0
         self._notice: str | None = None
         self._status = Status.RUNNING
         self._message = f"waiting for a tracker (session {session_id})"
@@ -112,8 +113,9 @@ class RemoteCaptureSession:
         return None
 
     def _await_last_result(self) -> None:
-        """After the source's end, give the tracker a moment to answer for the last frame."""
-        deadline = time.monotonic() + _END_GRACE_S
+        """After the source's end, give the tracker a moment to answer for the last frame
+        (a few seconds, or twice its last frame's processing time if that is longer)."""
+        deadline = time.monotonic() + max(_END_GRACE_S, 2.0 * self._last_processing_s)
         while self._answered < self._seq and time.monotonic() < deadline:
             if self._stop.wait(_POLL_S):
                 return
@@ -174,6 +176,7 @@ class RemoteCaptureSession:
         self._skipped = result.skipped
         self._notice = result.notice
         self._answered = max(self._answered, result.seq)
+        self._last_processing_s = result.processing_ms / 1000.0
         if sent is None:
             return None  # its frame is no longer kept here: too late to show anyway
         self._message = f"tracking remotely (session {self.session_id})"
