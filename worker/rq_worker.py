@@ -121,17 +121,18 @@ class SafeJob(Job):
 
 def classify(error: BaseException | None) -> JobFailure:
     """What kind of failure ``error`` is, and one line about it."""
+    text = " ".join(str(error).split()) if error is not None else ""
+    if isinstance(error, AbandonedJobError):  # maintenance: no import of the job's modules
+        return JobFailure(kind="lost", message="the worker running it stopped heartbeating")
     from worker.job_runner import JobTimedOut, WorkerStopping
     from worker.pipeline import Cancelled
 
-    text = " ".join(str(error).split()) if error is not None else ""
     kinds: list[tuple[type | tuple[type, ...], FailureKind, str]] = [
         (Cancelled, "cancelled", text or "cancelled"),
         (DeserializationError, "rejected", "payload is not JSON (pickled?): rejected"),
         (RejectedJob, "rejected", text),
         ((JobTimedOut, JobTimeoutException), "timeout", text or "timed out"),
         (InputError, "input", text),
-        (AbandonedJobError, "lost", "the worker running it stopped heartbeating"),
         (WorkerStopping, "interrupted", text),
         ((TransientError, OSError, TimeoutError), "transient", text),
     ]

@@ -153,8 +153,9 @@ class Supervisor:
         log.info("started worker %s on %s (pid %d)", child.name, child.device, child.process.pid)
 
     def _requeue_jobs_of(self, worker_name: str) -> None:
-        """The child is dead for sure: its job need not wait out ``abandoned_after_s``."""
-        from rq import Queue
+        """The child is dead for sure: its job need not wait out ``abandoned_after_s``, and
+        its registration is removed."""
+        from rq import Queue, Worker
         from rq.serializers import JSONSerializer
 
         from jobs.queue import connect_redis
@@ -166,6 +167,10 @@ class Supervisor:
                     queue = Queue(name, connection=redis, serializer=JSONSerializer)
                     for job_id in expire_jobs_of(queue, worker_name):
                         log.info("job %s of dead worker %s marked abandoned", job_id, worker_name)
+                dead = Worker.find_by_key(f"{Worker.redis_worker_namespace_prefix}{worker_name}",
+                                          connection=redis)  # fmt: skip
+                if dead is not None:
+                    dead.register_death()  # gone from `rq info` now, not when its TTL ends
         except Exception as error:  # Redis away: the job comes back after abandoned_after_s
             log.warning("could not mark the jobs of %s abandoned: %s", worker_name, error)
 

@@ -26,7 +26,7 @@ from tests.redis_support import REDIS_SERVER, free_port, redis_server  # noqa: F
 # Settings of the test workers (see configs.settings.QueueSettings).
 FAST_WORKER_ENV = {
     "STREAMSEG_HEARTBEAT_S": "0.5",
-    "STREAMSEG_ABANDONED_AFTER_S": "3",
+    "STREAMSEG_ABANDONED_AFTER_S": "5",  # above the GIL stalls of a busy 2-core machine
     "STREAMSEG_MAINTENANCE_S": "1",
     "STREAMSEG_WORKER_TTL_S": "16",  # blocks on the queue for at most 1 s between maintenance
 }

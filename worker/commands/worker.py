@@ -137,6 +137,8 @@ def _serve(args: argparse.Namespace, url: str, queues: list[str], settings) -> i
     )
     if worker.connection.exists(worker.key) and not worker.connection.hexists(worker.key, "death"):
         raise InputError(f"a worker named {worker.name} is already registered: pick another --name")
+    worker.clean_registries()  # requeue dead workers' jobs now, before the slow imports
+    _preload()
     try:
         worker.work(burst=args.burst, max_jobs=args.max_jobs, logging_level="INFO")
     except RedisError as error:  # RQ's own start-up or teardown failed on Redis
@@ -146,6 +148,15 @@ def _serve(args: argparse.Namespace, url: str, queues: list[str], settings) -> i
         return 0
     log.error("worker %s stopped by an error (see above): exit status 1", worker.name)
     return 1
+
+
+def _preload() -> None:
+    """Import the heavy libraries before taking a job: loading their shared objects holds the
+    GIL for seconds, which would starve the heartbeat thread of a running job."""
+    import importlib
+
+    for name in ("torch", "worker.job_runner"):
+        importlib.import_module(name)
 
 
 def _supervise(args: argparse.Namespace, url: str, queues: list[str]) -> int:
