@@ -94,9 +94,10 @@ def _port(server) -> int:
 
 
 def keepalive(server_class, requests: int = 100) -> dict[str, list[float]]:
+    """Request times alone: the session is not started (no frames compete for the CPU)."""
     session = _session(0.0)
     times: dict[str, list[float]] = {"GET": [], "POST": []}
-    with session, server_class(session) as server:
+    with server_class(session) as server:
         connection = http.client.HTTPConnection("127.0.0.1", _port(server), timeout=10)
         for _ in range(requests):
             for method in ("GET", "POST"):
@@ -222,7 +223,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--only", choices=["keepalive"], help="run only this part")
     args = parser.parse_args()
+    if args.only == "keepalive":
+        for _ in range(args.rounds):
+            for name, server_class in servers().items():
+                times = keepalive(server_class)
+                print(f"{name}: GET {pct(times['GET'])} ms, POST {pct(times['POST'])} ms")
+        return
     classes = servers()
     keep: dict[str, dict[str, list[float]]] = {n: {"GET": [], "POST": []} for n in classes}
     shown: dict[str, list[float]] = {n: [] for n in classes}
