@@ -30,6 +30,7 @@ from jobs.tracks import read_tracks, rle_to_mask
 
 VOID_LABEL = 255
 _MAX_PNG_ID = 254
+_MAX_BINCOUNT_LABEL = 1 << 16
 
 
 def davis_palette() -> np.ndarray:
@@ -70,6 +71,8 @@ def present_labels(labels: np.ndarray) -> list[int]:
         return []
     if labels.min() < 0:
         raise InputError("mask label maps cannot hold negative values")
+    if labels.max() > _MAX_BINCOUNT_LABEL:  # a 32-bit label map: counting every value is GBs
+        return np.unique(labels).tolist()
     return np.flatnonzero(np.bincount(labels.ravel())).tolist()
 
 
@@ -102,8 +105,9 @@ def read_mask_png(path: Path) -> dict[int, np.ndarray]:
         with Image.open(path) as image:
             image.load()
             labels = label_map(image)
-    except OSError as error:
-        raise InputError(f"cannot read mask image {path}: {error}") from error
+    except (OSError, ValueError, Image.DecompressionBombError) as error:
+        reason = " ".join(str(error).split())
+        raise InputError(f"cannot read mask image {path}: {reason}") from None
     return masks_from_labels(labels)
 
 

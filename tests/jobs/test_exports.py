@@ -154,6 +154,25 @@ def test_read_mask_png_unreadable(tmp_path: Path) -> None:
         read_mask_png(path)
 
 
+def test_read_mask_png_refuses_a_decompression_bomb(tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "bomb.png"
+    Image.new("1", (100, 100)).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # Pillow refuses > 2x this
+    with pytest.raises(InputError, match=r"^cannot read mask image .*decompression bomb"):
+        read_mask_png(path)
+
+
+def test_read_mask_png_32_bit_labels_with_a_huge_id(tmp_path: Path) -> None:
+    """A 32-bit label map (TIFF, whatever its name) with id 2e9 reads without counting to 2e9."""
+    labels = np.zeros((4, 5), dtype=np.int32)
+    labels[1:3, 2:4] = 2_000_000_000
+    path = tmp_path / "00000.png"
+    Image.fromarray(labels).save(path, format="TIFF")  # int32: mode "I"
+    masks = read_mask_png(path)
+    assert list(masks) == [2_000_000_000]
+    assert np.array_equal(masks[2_000_000_000], labels > 0)
+
+
 def test_write_indexed_png_rejects_ids_beyond_the_palette(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="does not fit"):
         write_indexed_png(tmp_path / "x.png", {300: np.ones((2, 2), bool)}, (2, 2))
