@@ -5,15 +5,31 @@ frame at a time (the whole video is never held in memory) and yields :class:`Fra
 whose ``rgb`` is (H, W, 3) uint8 in display orientation: a container's display matrix
 (rotation and mirroring) is applied, so ``info.width``/``info.height`` are the display size.
 
-Videos: the best video stream is decoded (audio, data and cover-art streams are ignored).
-Damaged data in the middle of a video raises :class:`VideoDecodeError` naming the frame index
-instead of silently ending the stream. Image folders (DAVIS layout): the sorted ``*.jpg``,
-``*.jpeg`` and ``*.png`` files are the frames, at 24 fps unless told otherwise; every image is
-converted to RGB (EXIF orientation applied) and all must have the same size.
+Videos: the video stream with the largest picture is decoded, as ffmpeg's command line maps
+it (a tie goes to one flagged default, then to the lower index; cover art is never taken;
+ffmpeg would also let a default-flagged stream beat one up to 5,000,000 pixels larger, but MP4
+muxers flag the first track of each kind by habit); audio, data and other streams are ignored.
+The decoder runs strict (ffmpeg's ``err_detect=crccheck+bitstream+buffer+explode``, one
+thread, since threaded H.264 decoding drops damaged frames or their errors): damaged data the
+decoder detects, a frame it flags corrupt, a read error, or a file that ends before its index
+(or, Matroska, before its stated Segment size) raises :class:`VideoDecodeError` naming the
+frame index instead of silently ending or altering the stream. Damage that still decodes as
+valid data cannot be seen (H.264 in MP4 carries no checksum). A stated duration longer than
+the frames is no evidence of a cut in MP4 or Matroska (a last frame may be shown for long, a
+header may overstate it); elsewhere frames ending well before it are. Frame timestamps are the
+container's, as they are, even where two frames share one.
+
+Image folders (DAVIS layout): the sorted ``*.jpg``, ``*.jpeg`` and ``*.png`` files are the
+frames, at 24 fps unless told otherwise; all must have the same size. Every image is checked
+whole before use (JPEG: libjpeg-turbo's strict decode, where any "corrupt data" warning is an
+error; PNG: every chunk's CRC and the end chunk), EXIF orientation is applied, and it becomes
+8-bit RGB: 16-bit images are scaled (round(v / 257)), not clipped; Pillow's 32-bit integer mode
+``I`` is taken as 16-bit (0..65535) and float mode ``F`` as 0..1.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import re
 from collections.abc import Iterator
@@ -23,6 +39,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+import simplejpeg
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from jobs.errors import VideoDecodeError
@@ -32,6 +49,10 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 _FALLBACK_FPS = 30.0
 _URL_TIMEOUT_S = 30.0
 _DURATION_SLACK_S = 0.5  # tolerated gap between the last frame and the stated duration
+# ffmpeg's strictest error detection: checksums where the format has them, bitstream and
+# buffer-size violations, and "explode" turns each detected error into a decode failure.
+_STRICT_DECODER_OPTIONS = {"err_detect": "crccheck+bitstream+buffer+explode"}
+_EBML_ID, _SEGMENT_ID = b"\x1a\x45\xdf\xa3", b"\x18\x53\x80\x67"
 _EXIF_ORIENTATION = 0x0112
 
 
@@ -176,7 +197,7 @@ class _AvVideoSource(VideoSource):
         self._container = _open_container(source)
         try:
             self._stream = _pick_video_stream(self._container, source)
-            self._stream.thread_type = "AUTO"
+            _configure_strict_decoding(self._stream)
             self._packets_read = self._produced = 0
             self._last_time: float | None = None
             self._decoded = self._decode_frames()
@@ -230,16 +251,24 @@ class _AvVideoSource(VideoSource):
                     f"cannot decode frame {self._produced} of {self._source}: {_reason(error)}"
                 ) from None
             for frame in frames:
+                if frame.is_corrupt:
+                    raise self._truncated(self._produced, "the decoder flags a frame corrupt")
                 yield frame
                 self._produced += 1
                 self._last_time = _frame_time(frame, self._last_time)
         if self._produced and self._packets_read < len(self._stream.index_entries):
             raise self._truncated(self._produced, "the file ends early")
+        if self._produced and _ends_before_its_segment(self._source, self._container):
+            raise self._truncated(self._produced, "the file ends before its stated size")
         if self._produced and self._ends_before_its_duration():
             raise self._truncated(self._produced, "the file ends before its stated duration")
 
     def _ends_before_its_duration(self) -> bool:
-        """Frames stop well before the duration the header states (truncated Matroska, ...)."""
+        """Frames stop well before the stated duration, in a container that has no better
+        evidence: neither an index of every packet (MP4) nor a stated size (Matroska, where
+        the duration may rightly run past the last frame or simply be overstated)."""
+        if self._stream.index_entries or _is_matroska(self._container):
+            return False
         end = _stated_end_seconds(self._container, self._stream)
         if end is None or self._last_time is None:
             return False
@@ -304,19 +333,73 @@ def _open_container(source: str) -> av.container.InputContainer:
 
 
 def _pick_video_stream(container: av.container.InputContainer, source: str) -> av.VideoStream:
-    """The container's best video stream, skipping cover art (attached pictures)."""
+    """The largest video stream, by ffmpeg's command-line rule (fftools' map_auto_video)
+    except that the default flag only breaks ties (see the module docstring)."""
     cover = av.stream.Disposition.attached_pic
     videos = [s for s in container.streams.video if not s.disposition & cover]
     if not videos:
         kinds = sorted({s.type for s in container.streams}) or ["no streams"]
         raise VideoDecodeError(f"no video stream in {source} (it has: {', '.join(kinds)})")
+    return max(videos, key=_stream_rank)
+
+
+def _stream_rank(stream: av.VideoStream) -> tuple[int, bool, int]:
+    pixels = (stream.codec_context.width or 0) * (stream.codec_context.height or 0)
+    return pixels, bool(stream.disposition & av.stream.Disposition.default), -stream.index
+
+
+def _configure_strict_decoding(stream: av.VideoStream) -> None:
+    """Errors the decoder detects become exceptions (see the module docstring)."""
+    stream.thread_type = "NONE"  # threaded H.264 drops or ignores some errors
+    stream.codec_context.thread_count = 1
+    stream.codec_context.options = dict(_STRICT_DECODER_OPTIONS)
+
+
+def _is_matroska(container: av.container.InputContainer) -> bool:
+    return "matroska" in container.format.name or "webm" in container.format.name
+
+
+def _ends_before_its_segment(source: str, container: av.container.InputContainer) -> bool:
+    """A local Matroska/WebM file shorter than its Segment element says (a cut-off file).
+
+    The muxer writes the Segment's size when it finishes; a live-written file may leave it
+    unknown, and then nothing is concluded.
+    """
+    if _is_url(source) or not _is_matroska(container):
+        return False
     try:
-        best = container.streams.best("video")
-    except (av.FFmpegError, ValueError):
-        best = None
-    if best in videos:
-        return best
-    return max(videos, key=lambda s: (s.codec_context.width or 0) * (s.codec_context.height or 0))
+        with open(source, "rb") as handle:
+            head = handle.read(4096)
+            size = os.fstat(handle.fileno()).st_size
+    except OSError:
+        return False
+    segment_end = _matroska_segment_end(head)
+    return segment_end is not None and size < segment_end
+
+
+def _matroska_segment_end(head: bytes) -> int | None:
+    """Byte offset where the Segment ends, from the file's first bytes (None: unknown)."""
+    if not head.startswith(_EBML_ID):
+        return None
+    header_size, offset = _ebml_vint(head, len(_EBML_ID))
+    position = offset + (header_size or 0)
+    if header_size is None or head[position : position + 4] != _SEGMENT_ID:
+        return None
+    segment_size, data_start = _ebml_vint(head, position + 4)
+    return None if segment_size is None else data_start + segment_size
+
+
+def _ebml_vint(data: bytes, position: int) -> tuple[int | None, int]:
+    """EBML variable-size integer at ``position`` -> (value or None if unknown/invalid, end)."""
+    if position >= len(data) or data[position] == 0:
+        return None, position
+    length = 9 - data[position].bit_length()
+    raw = data[position : position + length]
+    if len(raw) < length:
+        return None, position
+    value = int.from_bytes(raw, "big") & ((1 << (7 * length)) - 1)
+    unknown = value == (1 << (7 * length)) - 1
+    return (None if unknown else value), position + length
 
 
 def _first_frame(frames: Iterator[av.VideoFrame], source: str) -> av.VideoFrame:
@@ -403,13 +486,43 @@ def _header_size(path: Path, index: int) -> tuple[int, int]:
 
 
 def _read_rgb(path: Path, index: int) -> np.ndarray:
-    """Image file -> (H, W, 3) uint8 RGB, EXIF orientation applied, any PIL mode converted."""
+    """Image file -> (H, W, 3) uint8 RGB: checked whole, EXIF orientation applied, any PIL
+    mode converted (high bit depths scaled; see the module docstring)."""
     try:
-        with Image.open(path) as image:
-            image = ImageOps.exif_transpose(image)
-            return np.array(image.convert("RGB"), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError) as error:
-        raise VideoDecodeError(f"cannot read image {path} (frame {index}): {error}") from None
+        data = path.read_bytes()
+        with Image.open(io.BytesIO(data)) as image:
+            _check_whole(image, data)
+            return _to_rgb8(ImageOps.exif_transpose(image))
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        reason = " ".join(str(error).split()) or type(error).__name__
+        raise VideoDecodeError(f"cannot read image {path} (frame {index}): {reason}") from None
+
+
+def _check_whole(image: Image.Image, data: bytes) -> None:
+    """Raise (ValueError / SyntaxError / OSError) if the file is damaged anywhere.
+
+    Pillow decodes damaged JPEG data and a PNG cut after its pixel data without a word.
+    """
+    if image.format in ("JPEG", "MPO"):
+        colorspace = simplejpeg.decode_jpeg_header(data, strict=True)[2]
+        target = {"Gray": "GRAY", "CMYK": "CMYK", "YCCK": "CMYK"}.get(colorspace, "RGB")
+        simplejpeg.decode_jpeg(data, colorspace=target, strict=True)
+    elif image.format == "PNG":
+        with Image.open(io.BytesIO(data)) as again:
+            again.verify()  # every chunk's CRC, and the end chunk
+
+
+def _to_rgb8(image: Image.Image) -> np.ndarray:
+    """PIL image -> (H, W, 3) uint8; 16-bit, 32-bit integer and float modes scaled to 8 bits."""
+    if image.mode.startswith("I;16") or image.mode == "I":
+        values = np.clip(np.asarray(image, dtype=np.int64), 0, 65535)
+        grey = ((values * 255 + 32767) // 65535).astype(np.uint8)
+    elif image.mode == "F":
+        values = np.nan_to_num(np.asarray(image, dtype=np.float64), nan=0.0)
+        grey = np.rint(np.clip(values, 0.0, 1.0) * 255).astype(np.uint8)
+    else:
+        return np.array(image.convert("RGB"), dtype=np.uint8)
+    return np.repeat(grey[:, :, None], 3, axis=2)
 
 
 def _size_mismatch(path: Path, width: int, height: int, info: VideoInfo) -> str:
