@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 from redis import Redis
@@ -31,7 +31,9 @@ from jobs.dead_letter import find_dead_letter
 from jobs.errors import InputError, TransientError
 from jobs.redis_keys import CANCEL_FLAG_TTL_S, job_cancel_key
 from jobs.spec import JobSpec, parse_spec
-from jobs.storage import Location, Manifest, open_location, read_manifest, verify
+
+if TYPE_CHECKING:  # fsspec is slow to import: ``streamseg submit`` never needs it
+    from jobs.storage import Location, Manifest
 
 JOB_FUNCTION = "worker.job_runner.run_job"
 TERMINAL = frozenset({JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED})
@@ -247,6 +249,8 @@ class JobQueue:
             raise InputError(f"job {job_id} is {view.state}, no result{reason}")
         if view.spec is None:
             raise InputError(f"job {job_id} has no readable spec")
+        from jobs.storage import open_location, read_manifest, verify
+
         location = open_location(view.spec.output)
         manifest = read_manifest(location)
         if manifest is None or manifest.job_id != job_id:

@@ -24,12 +24,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from configs.models import DEFAULT_MODEL, model_names
 from jobs.errors import InputError
 from jobs.prompts import Prompt, PromptSpec
+from jobs.urls import is_url
 
 SPEC_VERSION = 1
 OUTPUT_KINDS = ("tracks", "overlay")
 MODEL_ALIASES = ("auto", "lite")
 _DATA_URL = re.compile(r"^data:image/png;base64,([A-Za-z0-9+/=]+)$")
-_URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 
 
 class JobSpec(BaseModel):
@@ -70,7 +70,7 @@ class JobSpec(BaseModel):
     def _portable_masks(cls, prompts: list[PromptSpec]) -> list[PromptSpec]:
         for prompt in prompts:
             mask = prompt.mask
-            if mask is None or _DATA_URL.match(mask) or _URL.match(mask) or mask.startswith("/"):
+            if mask is None or _DATA_URL.match(mask) or is_url(mask) or mask.startswith("/"):
                 continue
             raise ValueError(
                 f"mask of object {prompt.object} on frame {prompt.frame} must be a data: URL, "

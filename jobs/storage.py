@@ -18,7 +18,6 @@ import errno
 import hashlib
 import os
 import posixpath
-import re
 import tempfile
 import time
 import urllib.error
@@ -34,18 +33,13 @@ from fsspec.implementations.local import LocalFileSystem
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from jobs.errors import InputError, TransientError
+from jobs.urls import is_url as is_url  # re-exported: callers say jobs.storage.is_url
 
 MANIFEST_NAME = "manifest.json"
 _HTTP_TIMEOUT_S = 20.0
 _PERMANENT = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
 _PERMANENT_ERRNOS = frozenset({errno.EROFS, errno.ENAMETOOLONG, errno.ELOOP})
-_URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 T = TypeVar("T")
-
-
-def is_url(text: str) -> bool:
-    """``scheme://...`` (anything else is a local path)."""
-    return _URL.match(text) is not None
 
 
 # --- retries -------------------------------------------------------------------------------

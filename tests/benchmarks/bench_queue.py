@@ -54,6 +54,8 @@ def bench_submit(repos: dict[str, Path], runs: int, url: str, tmp: Path) -> None
     video = tmp / "clip.mp4"
     video.write_bytes(b"not opened by submit")
     times: dict[str, list[float]] = {name: [] for name in repos}
+    cpu: dict[str, list[float]] = {name: [] for name in repos}
+    print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     for _run in range(runs):
         for name, repo in repos.items():  # interleaved
             queue = f"bench-{uuid.uuid4().hex[:6]}"
@@ -61,14 +63,21 @@ def bench_submit(repos: dict[str, Path], runs: int, url: str, tmp: Path) -> None
             process = _streamseg(repo, tmp, "submit", str(video), "--out", str(tmp / "o"),
                                  "--point", "1:10,20", "--redis", url, "--queue", queue,
                                  stdout=subprocess.DEVNULL)  # fmt: skip
-            assert process.wait() == 0
+            _, status, usage = os.wait4(process.pid, 0)
+            assert os.waitstatus_to_exitcode(status) == 0
             times[name].append(time.perf_counter() - start)
+            cpu[name].append(usage.ru_utime + usage.ru_stime)
     for name, values in times.items():
-        print(f"submit {name:9s} median {statistics.median(values):6.2f} s  "
-              f"min {min(values):6.2f}  max {max(values):6.2f}  (n={len(values)})")  # fmt: skip
+        print(f"submit {name:9s} wall median {statistics.median(values):6.2f} s "
+              f"(min {min(values):5.2f}, max {max(values):5.2f}); CPU (user+sys) median "
+              f"{statistics.median(cpu[name]):5.2f} s  (n={len(values)})")  # fmt: skip
     if len(times) == 2:
         (a, va), (b, vb) = times.items()
-        print(f"ratio {b}/{a}: {statistics.median(vb) / statistics.median(va):.1f}x")
+        print(
+            f"wall ratio {b}/{a}: {statistics.median(vb) / statistics.median(va):.1f}x; "
+            f"CPU ratio {statistics.median(cpu[b]) / statistics.median(cpu[a]):.1f}x"
+        )
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 
 # ----- requeue -----------------------------------------------------------------------------

@@ -104,7 +104,7 @@ def _open_queue(args: argparse.Namespace):
 
 def _local(text: str) -> str:
     """Local paths made absolute (workers run elsewhere); URLs as given."""
-    from jobs.storage import is_url
+    from jobs.urls import is_url
 
     return text if is_url(text) else os.path.abspath(os.path.expanduser(text))
 
