@@ -17,7 +17,7 @@ is binary). Written PNGs are indexed with the standard DAVIS palette.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +29,7 @@ from jobs.exports import ExportVideo, FrameMasks, one_label_per_pixel
 from jobs.tracks import read_tracks, rle_to_mask
 
 VOID_LABEL = 255
-_MAX_PNG_ID = 254
+MAX_PNG_ID = 254  # indexed PNG object ids: 0 is the background, 255 void
 _MAX_BINCOUNT_LABEL = 1 << 16
 
 
@@ -131,6 +131,16 @@ def read_mask_folder(folder: Path) -> Iterator[FrameMasks]:
         yield FrameMasks(frame=frame, masks=read_mask_png(path))
 
 
+def check_png_ids(ids: Iterable[int]) -> None:
+    """Raise :class:`InputError` unless every object id fits an indexed PNG (1..254)."""
+    misfits = sorted(obj_id for obj_id in set(ids) if not 1 <= obj_id <= MAX_PNG_ID)
+    if misfits:
+        raise InputError(
+            f"object id {misfits[0]} does not fit an indexed PNG (1..{MAX_PNG_ID}; 0 is the "
+            f"background, 255 void)"
+        )
+
+
 def labels_from_masks(
     masks: Mapping[int, np.ndarray],
     shape: tuple[int, int],
@@ -141,9 +151,8 @@ def labels_from_masks(
     Where masks overlap, the highest score wins (ties: the lower id), by
     :func:`jobs.exports.one_label_per_pixel`; ``scores`` missing: the lower id wins.
     """
+    check_png_ids(masks)
     for obj_id, mask in masks.items():
-        if not 1 <= obj_id <= _MAX_PNG_ID:
-            raise InputError(f"object id {obj_id} does not fit an indexed PNG (1..{_MAX_PNG_ID})")
         if np.shape(mask) != shape:
             raise InputError(f"object {obj_id}: mask shape {np.shape(mask)} is not {shape}")
     labels = np.zeros(shape, dtype=np.uint8)

@@ -22,7 +22,7 @@ from jobs.exports.cvat import write_cvat_video
 from jobs.exports.davis_png import frame_png_name, write_davis_pngs
 from jobs.exports.mot import write_mot
 from jobs.exports.ytvis import write_ytvis
-from jobs.mask_io import TrackedVideo, read_tracks_json
+from jobs.mask_io import TrackedVideo, check_png_ids, read_tracks_json
 
 TRACKS_FILE = "tracks.json"
 DAVIS_DIR = "davis"
@@ -69,7 +69,25 @@ def write_exports(folder: Path, kinds: Iterable[ExportKind]) -> list[Path]:
     if not wanted:
         return []
     tracks = read_tracks_json(Path(folder) / TRACKS_FILE)
-    return [path for kind in wanted for path in _write_one(Path(folder), kind, tracks)]
+    if ExportKind.DAVIS in wanted:
+        check_png_ids(tracks.rles)  # before anything is written
+    written: list[Path] = []
+    for kind in wanted:
+        try:
+            written += _write_one(Path(folder), kind, tracks)
+        except BaseException:
+            _remove_export(Path(folder), kind)  # no half-written export is left behind
+            raise
+    return written
+
+
+def _remove_export(folder: Path, kind: ExportKind) -> None:
+    if kind is ExportKind.DAVIS:
+        shutil.rmtree(folder / DAVIS_DIR, ignore_errors=True)
+        return
+    name = {ExportKind.YTVIS: YTVIS_FILE, ExportKind.CVAT: CVAT_FILE, ExportKind.MOT: MOT_FILE}
+    if (folder / name[kind]).is_file():
+        (folder / name[kind]).unlink()
 
 
 def _write_one(folder: Path, kind: ExportKind, tracks: TrackedVideo) -> list[Path]:

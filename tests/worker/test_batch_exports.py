@@ -1,0 +1,48 @@
+"""``write_exports``: what cannot be exported fails first; nothing half-written is left."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jobs.errors import InputError
+from jobs.tracks import TracksWriter, VideoMeta
+from worker.batch.exports import ExportKind, write_exports
+
+FRAMES = 4
+
+
+def _tracks(folder: Path, ids: tuple[int, ...]) -> Path:
+    """A real 8x6 tracks.json: each object a box on every frame."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with TracksWriter(folder / "tracks.json", VideoMeta(8, 6, 10.0), {"name": "test"}) as writer:
+        for frame in range(FRAMES):
+            for position, obj_id in enumerate(ids):
+                mask = np.zeros((6, 8), dtype=bool)
+                mask[position : position + 2, frame : frame + 3] = True
+                writer.add(frame, obj_id, mask, 1.0, True)
+        writer.finish(FRAMES)
+    return folder / "tracks.json"
+
+
+def test_an_id_beyond_the_png_palette_fails_before_any_file(tmp_path: Path) -> None:
+    _tracks(tmp_path, (1, 300))
+    with pytest.raises(InputError, match=r"object id 300 does not fit an indexed PNG \(1\.\.254"):
+        write_exports(tmp_path, [ExportKind.MOT, ExportKind.DAVIS])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tracks.json"]
+    assert [p.name for p in write_exports(tmp_path, [ExportKind.MOT])] == ["mot.txt"]
+
+
+@pytest.mark.parametrize("kind", [ExportKind.DAVIS, ExportKind.YTVIS, ExportKind.MOT])
+def test_a_mask_that_fails_to_decode_leaves_no_partial_export(tmp_path: Path, kind) -> None:
+    """Frame 2's RLE is damaged: frames 0-1 were written when it fails; they go too."""
+    path = _tracks(tmp_path, (1,))
+    document = json.loads(path.read_text())
+    document["objects"][0]["frames"][2]["rle"]["counts"] = "\x7f!!"
+    path.write_text(json.dumps(document))
+    with pytest.raises(InputError, match=r"object 1 frame 2: invalid COCO RLE mask"):
+        write_exports(tmp_path, [kind])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tracks.json"]
