@@ -2,9 +2,17 @@
 
 :class:`OverlayWriter` encodes H.264 (libx264, yuv420p, BT.601 limited range, tagged so players
 convert it back correctly) with the source's frame count and timestamps: every output frame
-takes its pts from the source frame in the source's time base (image folders: 1/fps). The file
-is written under a temporary name and renamed to its final name only on a successful close; on
-an exception nothing is left.
+takes its pts from the source frame in the source's time base (image folders: 1/fps). MP4
+needs increasing timestamps, so a frame whose pts is not after the previous output frame's (two
+frames sharing a timestamp, as Matroska allows) gets the previous one plus one tick (1 ms in
+Matroska's usual 1/1000 time base); later frames keep their own. The file is written under a
+temporary name and renamed to its final name only on a successful close; on an exception
+nothing is left.
+
+Same input, same bytes, on any machine (crash-resume re-encodes the overlay and must reproduce
+it): the RGB -> yuv420p conversion is this module's own integer arithmetic
+(:func:`rgb_to_yuv420p`, every plane byte written here, no swscale), and libx264 runs with a
+fixed thread count (its output depends on the count, and "auto" follows the CPU count).
 
 Odd sizes: yuv420p needs even width and height, so a frame with an odd side is padded by one
 pixel on the right and/or bottom, repeating the edge pixels (a 101x57 source gives a 102x58
@@ -35,6 +43,7 @@ PALETTE: tuple[tuple[int, int, int], ...] = (
 _GOLDEN = 0.618033988749895
 _BT601 = 6  # AVCOL_SPC_SMPTE170M / AVCOL_PRI_SMPTE170M / AVCOL_TRC_SMPTE170M
 _LIMITED_RANGE = 1  # AVCOL_RANGE_MPEG
+_ENCODER_THREADS = 1  # fixed: x264's output depends on its thread count (see the docstring)
 
 
 def object_color(obj_id: int) -> tuple[int, int, int]:
@@ -118,6 +127,26 @@ def pad_to_even(rgb: np.ndarray) -> np.ndarray:
 # --- encoding ------------------------------------------------------------------------------
 
 
+def rgb_to_yuv420p(rgb: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 RGB, H and W even -> (H * 3 / 2, W) uint8: the Y plane, then U and V
+    (each (H/2, W/2), flattened), PyAV's ``yuv420p`` ndarray layout.
+
+    BT.601 limited range in integers (the ITU-R BT.601 8-bit coefficients / 256, rounded):
+    Y = (66 R + 129 G + 25 B + 128) >> 8 + 16 per pixel; U, V from the sums of each 2x2 block:
+    U = (-38 R - 74 G + 112 B + 512) >> 10 + 128, V = (112 R - 94 G - 18 B + 512) >> 10 + 128.
+    """
+    height, width = rgb.shape[:2]
+    if height % 2 or width % 2:
+        raise ValueError(f"yuv420p needs even sides, got {width}x{height}")
+    r, g, b = (rgb[:, :, channel].astype(np.int32) for channel in range(3))
+    y = ((66 * r + 129 * g + 25 * b + 128) >> 8) + 16
+    r4, g4, b4 = (c.reshape(height // 2, 2, width // 2, 2).sum(axis=(1, 3)) for c in (r, g, b))
+    u = ((-38 * r4 - 74 * g4 + 112 * b4 + 512) >> 10) + 128
+    v = ((112 * r4 - 94 * g4 - 18 * b4 + 512) >> 10) + 128
+    planes = [plane.astype(np.uint8).reshape(-1) for plane in (y, u, v)]
+    return np.concatenate(planes).reshape(height * 3 // 2, width)
+
+
 class OverlayWriter:
     """Encodes overlay frames to ``path`` (see the module docstring); a context manager.
 
@@ -151,6 +180,7 @@ class OverlayWriter:
         context = stream.codec_context
         context.colorspace = context.color_primaries = context.color_trc = _BT601
         context.color_range = _LIMITED_RANGE
+        context.thread_count = _ENCODER_THREADS
         stream.options = {"crf": str(crf), "preset": preset}
         return stream
 
@@ -160,22 +190,21 @@ class OverlayWriter:
             raise RuntimeError(f"the overlay writer of {self.path} is closed")
         pts = self._pts(frame)
         picture = pad_to_even(draw_overlay(frame.rgb, masks))
-        video_frame = av.VideoFrame.from_ndarray(picture, format="rgb24").reformat(
-            format="yuv420p", dst_colorspace=_BT601, dst_color_range=_LIMITED_RANGE
-        )
+        video_frame = av.VideoFrame.from_ndarray(rgb_to_yuv420p(picture), format="yuv420p")
         video_frame.pts, video_frame.time_base = pts, self._time_base
         self._container.mux(self._stream.encode(video_frame))
         self._last_pts = pts
         self.frames_written += 1
 
     def _pts(self, frame: Frame) -> int:
-        """Source pts; without one (or without a source time base), time / time_base."""
+        """Source pts (without one, or without a source time base, time / time_base), made
+        strictly increasing as MP4 requires: one tick after the previous frame's at least."""
         if frame.pts is not None and self.info.time_base is not None:
             pts = frame.pts
         else:
             pts = round(Fraction(frame.time) / self._time_base)
         if self._last_pts is not None and pts <= self._last_pts:
-            raise ValueError(f"frame {frame.index}: pts {pts} is not after {self._last_pts}")
+            return self._last_pts + 1
         return pts
 
     def close(self) -> Path:
