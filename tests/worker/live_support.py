@@ -43,16 +43,21 @@ class SlowTracker:
     without a positive point or a box fails the step of its frame (as the lite tracker's).
     """
 
-    def __init__(self, seconds: float, radius: float = 20.0, strict: bool = False) -> None:
+    def __init__(
+        self, seconds: float, radius: float = 20.0, strict: bool = False, gate=None
+    ) -> None:
         self.seconds, self.radius, self.strict = seconds, radius, strict
+        self.gate = gate  # a threading.Event: a step with prompts waits for it (when given)
         self.frame_idx = 0
         self.prompts: list[Prompt] = []
         self._centres: dict[int, tuple[float, float]] = {}
         self._unusable: Prompt | None = None
+        self._prompted = False
 
     def add_prompt(self, prompt: Prompt) -> None:
         assert prompt.frame == self.frame_idx, "live prompts go on the next frame"
         self.prompts.append(prompt)
+        self._prompted = True
         if self.strict and prompt.box is None and not any(prompt.labels):
             self._unusable = prompt  # rejected when its frame runs, as the lite tracker does
             return
@@ -76,6 +81,9 @@ class SlowTracker:
         if self._unusable is not None:
             self._unusable = None
             raise InputError("a point prompt needs at least one positive point")
+        if self.gate is not None and self._prompted:
+            self.gate.wait()
+        self._prompted = False
         deadline = time.perf_counter() + self.seconds
         height, width = rgb.shape[:2]
         objects = {

@@ -246,6 +246,19 @@ def _check_page_actions(driver, trackers: list[RecordingTracker]) -> None:
         return next((p for p in prompts()[start:] if p.obj_id == 1 and p.labels[-1] == 0
                      and p.points[-1] == pytest.approx((x, y), abs=3)), None)  # fmt: skip
 
+    # the object list is updated in place: a row is not replaced under the user's click
+    row = "document.querySelector('#objects li[data-obj=\"1\"]')"
+    assert driver.execute_script(f"const r = {row}; if (r) r.streamsegMark = 7; return !!r;")
+    state_frame = "return window.streamsegLive.state.frame"
+    frames: set[int] = set()
+
+    def refreshed() -> bool:  # three different states shown since the mark
+        frames.add(driver.execute_script(state_frame))
+        return len(frames) >= 3
+
+    assert wait_until(refreshed, 20)
+    assert driver.execute_script(f"return {row}.streamsegMark") == 7
+
     _click_frame_point(driver, 20, 20, shift=True)
     assert wait_until(lambda: negative_at(20, 20, 0), 20)
     count = len(prompts())

@@ -37,8 +37,9 @@ def _live(*flags: str) -> Iterator[tuple[subprocess.Popen, list[str]]]:
             lines.append(line.strip())
         yield process, lines
     finally:
-        process.terminate()
-        process.communicate(timeout=60)
+        if process.poll() is None:
+            process.terminate()
+            process.communicate(timeout=60)
 
 
 def test_beyond_loopback_it_warns_and_the_url_carries_the_token() -> None:
@@ -78,6 +79,26 @@ def test_a_self_signed_certificate_serves_https_with_the_printed_fingerprint() -
             state = json.loads(response.read())
         assert state["camera"] is True and (state["width"], state["height"]) == (320, 240)
         assert state["source"] == "browser camera 320x240"
+
+
+def test_clients_that_leave_mid_response_leave_no_traceback() -> None:
+    import socket
+    import struct
+
+    port = free_port()
+    with _live("--source", "synthetic:640x480@30", "--port", str(port)) as (process, lines):
+        for index in range(40):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+            sock.sendall(f"GET /frame?after={index} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+            if index % 2:
+                sock.recv(100)  # part of the answer, then gone
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.close()  # a reset, as a browser tab closing mid-frame
+        assert http_request(port, "GET", "/api/state")[0] == 200
+        process.terminate()
+        rest = process.communicate(timeout=60)[1]
+    assert "Traceback" not in rest and "BrokenPipe" not in rest and "Error" not in rest, rest
+    assert "streamseg live: stopped: stopped by the user" in rest
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ source (frames dropped, not queued), prompts and commands over HTTP, and saving 
 from __future__ import annotations
 
 import json
+import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -196,3 +197,17 @@ def test_a_prompt_the_tracker_rejects_is_undone_and_tracking_goes_on(tmp_path: P
     frames = [f.frame for f in track.frames if f.visible]
     # object 1 is on every frame from its first on: the rejection blanked none
     assert frames == list(range(frames[0], tracks.video.num_frames))
+
+
+def test_the_state_says_busy_while_a_prompt_is_applied() -> None:
+    gate = threading.Event()
+    tracker = SlowTracker(0.0, gate=gate)
+    session = LiveSession(Capture(SyntheticSource(320, 240, 30, None)), lambda: tracker)
+    with session, LiveServer(session) as server:
+        assert _state(server)["busy"] is False
+        assert _post(server.url + "api/click", {"x": 100, "y": 120}) == (200, {"obj": 1})
+        assert _state(server)["busy"] is True  # queued, then being applied: until the gate
+        assert _state(server)["objects"] == []
+        gate.set()
+        assert wait_until(lambda: _state(server)["objects"], 10)
+        assert wait_until(lambda: _state(server)["busy"] is False, 10)

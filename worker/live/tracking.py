@@ -106,6 +106,7 @@ class LiveTracking:
     def process(self, frame: CapturedFrame) -> list[ObjectMask]:
         """Every object's mask on ``frame`` (``rgb``: (H, W, 3) uint8); no model run while no
         object exists."""
+        self.working = True  # before taking them: ``busy`` never blinks off in between
         commands = self.queue.take()
         self.working = bool(commands)
         try:
