@@ -10,7 +10,9 @@ import pytest
 
 from jobs.errors import InputError
 from jobs.tracks import TracksWriter, VideoMeta
+from tests.conftest import frames_folder
 from worker.batch.exports import ExportKind, write_exports
+from worker.cli import main
 
 FRAMES = 4
 
@@ -46,3 +48,18 @@ def test_a_mask_that_fails_to_decode_leaves_no_partial_export(tmp_path: Path, ki
     with pytest.raises(InputError, match=r"object 1 frame 2: invalid COCO RLE mask"):
         write_exports(tmp_path, [kind])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tracks.json"]
+
+
+def test_annotate_refuses_a_davis_id_before_tracking(davis_root: Path, tmp_path: Path, capsys):
+    """Object 300 with --export davis fails at once, not after the whole video was tracked."""
+    frames_folder(tmp_path / "in" / "bear", davis_root / "JPEGImages" / "bear", 0, 3)
+    prompts = {"bear": [{"object": 300, "box": [360, 200, 440, 280]}]}
+    (tmp_path / "prompts.json").write_text(json.dumps(prompts))
+    argv = ["annotate", tmp_path / "in", "--prompts", tmp_path / "prompts.json",
+            "--out", tmp_path / "out", "--export", "davis", "--quiet",
+            "--model", "lite", "--image-size", "240"]  # fmt: skip
+    assert main([str(arg) for arg in argv]) != 0
+    out = capsys.readouterr().out
+    assert "object id 300 does not fit an indexed PNG" in out
+    assert not (tmp_path / "out" / "bear" / "tracks.json").exists()
+    assert not (tmp_path / "out" / "bear" / "tracks.json.spool").exists()

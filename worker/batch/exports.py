@@ -63,14 +63,19 @@ def parse_exports(values: Iterable[str]) -> tuple[ExportKind, ...]:
     return tuple(kind for kind in ExportKind if kind in kinds)
 
 
+def check_object_ids(kinds: Iterable[ExportKind], object_ids: Iterable[int]) -> None:
+    """Raise :class:`InputError` if a wanted export cannot hold these ids (before tracking)."""
+    if ExportKind.DAVIS in set(kinds):
+        check_png_ids(object_ids)
+
+
 def write_exports(folder: Path, kinds: Iterable[ExportKind]) -> list[Path]:
     """Write the derived exports of ``folder/tracks.json``; returns the files written."""
     wanted = [kind for kind in _DERIVED if kind in set(kinds)]
     if not wanted:
         return []
     tracks = read_tracks_json(Path(folder) / TRACKS_FILE)
-    if ExportKind.DAVIS in wanted:
-        check_png_ids(tracks.rles)  # before anything is written
+    check_object_ids(wanted, tracks.rles)  # before anything is written
     written: list[Path] = []
     for kind in wanted:
         try:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from jobs.errors import StreamsegError
-from worker.batch.exports import ExportKind, write_exports
+from worker.batch.exports import ExportKind, check_object_ids, write_exports
 from worker.batch.inputs import Discovery, VideoInput
 from worker.batch.manifest import (
     Manifest,
@@ -109,10 +109,12 @@ class VideoRunner:
         folder = self.folder(video)
         folder.mkdir(parents=True, exist_ok=True)
         remove_manifest(folder)  # from here on the folder is not complete
+        prompts = self.prompts.prompts_for(video)
+        check_object_ids(self.options.exports, (prompt.obj_id for prompt in prompts))
         request = SegmentRequest(
             source=str(video.source),
             out_dir=folder,
-            prompts=self.prompts.prompts_for(video),
+            prompts=prompts,
             write_tracks=True,
             write_overlay=ExportKind.OVERLAY in self.options.exports,
             max_frames=self.options.max_frames,
