@@ -57,9 +57,34 @@ SAM2_MODELS: tuple[ModelSpec, ...] = (
 
 DEFAULT_MODEL = "sam2.1-tiny"
 
+# How the SAM 2 model computes (``worker.precision``): ``auto`` = bf16 autocast where the
+# hardware has bf16 matrix instructions (CUDA, AMX / AVX-512 BF16 CPUs), else float32.
+PRECISIONS = ("auto", "fp32", "bf16")
+DEFAULT_PRECISION = "auto"
+
+# Objects one video may track. Each object costs, per frame, one slot in the batched memory
+# attention / mask decoder / memory encoder passes and one (H, W) bool mask at source
+# resolution (2 MB at 1080p) on its way to the writers; its memory bank holds 7 spatial
+# memories of 64 x (S/16)^2 bf16 (3.5 MB at S = 1024) plus 16 pointers. 256 objects keep a
+# 1080p frame under about 1.5 GB of masks and bank and a frame's work bounded.
+MAX_OBJECTS = 256
+
+# Objects run through SAM 2's heads together, at most this many per pass: bounds the
+# activation memory of one pass (it grows with the batch) and lets progress move within a
+# frame with many objects.
+OBJECT_BATCH = 16
+
 
 def model_names() -> list[str]:
     return [spec.name for spec in SAM2_MODELS]
+
+
+def check_object_count(count: int) -> None:
+    """An ``InputError`` when a video would track more than ``MAX_OBJECTS`` objects."""
+    if count > MAX_OBJECTS:
+        raise InputError(
+            f"{count} objects given; at most {MAX_OBJECTS} objects can be tracked in one video"
+        )
 
 
 def get_model_spec(name: str) -> ModelSpec:

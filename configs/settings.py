@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from configs.models import DEFAULT_MODEL
+from configs.models import DEFAULT_MODEL, DEFAULT_PRECISION
 from jobs.redis_keys import DEFAULT_JOB_QUEUE
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"  # without $STREAMSEG_REDIS_URL
@@ -35,6 +35,8 @@ class TrackerSettings:
     device: str | None = None  # None = cuda if available else cpu
     offload_memory_to_cpu: bool = False  # keep the memory bank in host RAM (GPU runs)
     cache_dir: Path = field(default_factory=default_cache_dir)
+    precision: str = DEFAULT_PRECISION  # auto | fp32 | bf16 (worker.precision)
+    compile: bool = False  # torch.compile SAM 2's components (worker.compile)
 
 
 @dataclass(frozen=True)

@@ -86,7 +86,13 @@ def _load_sam2(name: str, settings: TrackerSettings, show_progress: bool) -> Eng
 
     spec = get_model_spec(name)
     checkpoint = resolve_checkpoint(spec, settings.checkpoint, settings.cache_dir, show_progress)
-    loaded = cached_model(spec, checkpoint, settings.image_size, settings.device)
+    if settings.compile:
+        from worker.compile import use_compile_cache
+
+        use_compile_cache(settings.cache_dir)
+    loaded = cached_model(
+        spec, checkpoint, settings.image_size, settings.device, settings.precision, settings.compile
+    )
 
     def make_tracker(info: VideoInfo) -> Tracker:
         return StreamingTracker(

@@ -23,8 +23,10 @@ log = logging.getLogger(__name__)
 class LoadedModel:
     """A ready-to-run SAM 2 model and how to run it.
 
-    ``autocast_dtype`` is ``torch.bfloat16`` on CUDA (as the official demo runs) and ``None``
-    on CPU (float32 throughout).
+    ``autocast_dtype`` is ``torch.bfloat16`` when the model runs under bf16 autocast (see
+    ``worker.precision``: ``auto`` on CUDA and on CPUs with bf16 matrix instructions) and
+    ``None`` for float32 throughout; ``compiled``: its components went through
+    ``worker.compile.compile_model``.
     """
 
     spec: ModelSpec
@@ -33,6 +35,7 @@ class LoadedModel:
     image_size: int
     autocast_dtype: torch.dtype | None
     checkpoint: Path | None
+    compiled: bool = False
 
     def autocast(self) -> torch.autocast:
         enabled = self.autocast_dtype is not None
@@ -101,28 +104,54 @@ def load_state(model: torch.nn.Module, checkpoint: Path, spec: ModelSpec) -> Non
 
 
 def load_model(
-    spec: ModelSpec, checkpoint: Path, image_size: int | None, device: str | None
+    spec: ModelSpec,
+    checkpoint: Path,
+    image_size: int | None,
+    device: str | None,
+    precision: str = "auto",
+    compile_model: bool = False,
 ) -> LoadedModel:
-    """Build ``spec`` and load ``checkpoint`` into it."""
+    """Build ``spec`` and load ``checkpoint`` into it.
+
+    ``precision``: ``auto``, ``fp32`` or ``bf16`` (``worker.precision``); ``compile_model``:
+    compile the components ``SAM2VideoPredictorVOS`` compiles (``worker.compile``).
+    """
+    from worker.precision import autocast_dtype as precision_dtype
+
     resolved = resolve_device(device)
+    dtype = precision_dtype(precision, resolved)
     model = build_sam2(spec, image_size, torch.device("cpu"))
     load_state(model, checkpoint, spec)
     model = model.to(resolved).eval()
-    autocast_dtype = torch.bfloat16 if resolved.type == "cuda" else None
-    log.info("loaded %s from %s on %s", spec.name, checkpoint, resolved)
-    return LoadedModel(spec, model, resolved, int(model.image_size), autocast_dtype, checkpoint)
+    if compile_model:
+        from worker.compile import compile_sam2
+
+        compile_sam2(model, resolved)
+    log.info("loaded %s from %s on %s (autocast %s)", spec.name, checkpoint, resolved, dtype)
+    size = int(model.image_size)
+    return LoadedModel(spec, model, resolved, size, dtype, checkpoint, compile_model)
 
 
-_MODEL_CACHE: dict[tuple[str, str, int | None, str], LoadedModel] = {}
+_MODEL_CACHE: dict[tuple, LoadedModel] = {}
 
 
 def cached_model(
-    spec: ModelSpec, checkpoint: Path, image_size: int | None, device: str | None
+    spec: ModelSpec,
+    checkpoint: Path,
+    image_size: int | None,
+    device: str | None,
+    precision: str = "auto",
+    compile_model: bool = False,
 ) -> LoadedModel:
-    """The per-process model cache: each (model, checkpoint, size, device) is loaded once."""
-    key = (spec.name, str(Path(checkpoint).resolve()), image_size, str(resolve_device(device)))
+    """The per-process model cache: each (model, checkpoint, size, device, precision,
+    compile) is loaded once."""
+    resolved = str(resolve_device(device))
+    key = (spec.name, str(Path(checkpoint).resolve()), image_size, resolved, precision)
+    key += (compile_model,)
     if key not in _MODEL_CACHE:
-        _MODEL_CACHE[key] = load_model(spec, checkpoint, image_size, device)
+        _MODEL_CACHE[key] = load_model(
+            spec, checkpoint, image_size, device, precision, compile_model
+        )
     return _MODEL_CACHE[key]
 
 

@@ -15,10 +15,12 @@ import numpy as np
 import pytest
 import torch
 
+from configs.models import get_model_spec
 from jobs.prompts import Prompt
 from memory.policy import MemoryPolicy
-from tests.conftest import frames_folder
-from worker.tracker import StreamingTracker
+from tests.conftest import TEST_IMAGE_SIZE, TEST_MODEL, frames_folder
+from worker.sam2_model import cached_model
+from worker.tracker import PassCounts, StreamingTracker
 
 SEQUENCE = "bear"
 LONG_CLIP = 64  # > 60 frames: the bank has evicted most of them
@@ -86,6 +88,15 @@ def max_differences(official, ours, obj_ids, frames, official_offset=0):
 
 
 @pytest.fixture(scope="module")
+def loaded_model(sam2_checkpoint: Path):
+    """float32 explicitly: exactness is the float32 promise (``auto`` may choose bf16)."""
+    spec = get_model_spec(TEST_MODEL)
+    loaded = cached_model(spec, sam2_checkpoint, TEST_IMAGE_SIZE, "cpu", precision="fp32")
+    assert loaded.autocast_dtype is None
+    return loaded
+
+
+@pytest.fixture(scope="module")
 def bear_dir(davis_root: Path) -> Path:
     return davis_root / "JPEGImages" / SEQUENCE
 
@@ -149,7 +160,8 @@ def test_three_objects_click_box_mask_batched(
     folder = frames_folder(tmp_path / "clip", bear_dir, 0, 16)
     official = run_official(official_predictor, folder, prompts)
     tracker, ours = run_streaming(loaded_model, official, prompts)
-    assert len(tracker._batches(tracker.object_ids)) == 1
+    assert len(tracker._tracking_batches(tracker.object_ids)) == 1
+    assert tracker.passes == PassCounts(memory_attention=1, mask_decoder=1, memory_encoder=1)
     logit_diff, score_diff = max_differences(official.outputs, ours, [1, 2, 3], range(16))
     assert logit_diff <= 1e-4 and score_diff <= 1e-4
     # the objects really differ (the batch did not collapse them)
@@ -162,7 +174,9 @@ def test_object_added_mid_stream(loaded_model, official_predictor, bear_dir, lon
     late = Prompt(2, k, box=(150.0, 120.0, 420.0, 400.0))
     folder = frames_folder(tmp_path / "from_k", bear_dir, k, total - k)
     official_late = run_official(official_predictor, folder, [Prompt(2, 0, box=late.box)])
-    _, ours = run_streaming(loaded_model, long_single, [CLICK, late], frames=total)
+    tracker, ours = run_streaming(loaded_model, long_single, [CLICK, late], frames=total)
+    # two memory layouts on the last frame: memory attention twice, the heads once
+    assert tracker.passes == PassCounts(memory_attention=2, mask_decoder=1, memory_encoder=1)
     # object 2 against the clip that starts at k (same frames, shifted indices)
     diff_late, score_late = max_differences(
         official_late.outputs, ours, [2], range(k, total), official_offset=k

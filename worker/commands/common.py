@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from configs.models import DEFAULT_MODEL, model_names
+from configs.models import DEFAULT_MODEL, DEFAULT_PRECISION, PRECISIONS, model_names
 from configs.settings import TrackerSettings, default_cache_dir, load_settings
 from worker.engines import AUTO, LITE
 
@@ -84,6 +84,20 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="keep the memory bank in host RAM instead of GPU memory (default: off)",
     )
+    group.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=None,
+        help=f"SAM 2 arithmetic: fp32 = exactly the official predictor's float32; bf16 = "
+        f"bfloat16 autocast; auto = bf16 on CUDA and on CPUs with bf16 matrix instructions "
+        f"(AMX, AVX-512 BF16), else fp32 (default: {DEFAULT_PRECISION})",
+    )
+    group.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile SAM 2's components as the official VOS predictor does: slow "
+        "first frames, faster after (default: off)",
+    )
 
 
 def tracker_settings(args: argparse.Namespace) -> TrackerSettings:
@@ -95,6 +109,8 @@ def tracker_settings(args: argparse.Namespace) -> TrackerSettings:
         image_size=args.image_size,
         device=args.device,
         offload_memory_to_cpu=args.offload_memory or base.offload_memory_to_cpu,
+        precision=args.precision or base.precision,
+        compile=args.compile or base.compile,
     )
 
 
