@@ -7,6 +7,7 @@ certificate. The camera WebSocket also refuses another origin and a missing toke
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import cv2
@@ -214,3 +215,49 @@ def test_the_camera_websocket_refuses_strangers(origin, token, refused) -> None:
 
         outcome = asyncio.run(connect())
     assert outcome == ("refused 403" if refused else "hello")
+
+
+@pytest.mark.parametrize(
+    ("message", "error"),
+    [
+        ("text", "send binary JPEG frames only"),
+        (b"not a jpeg", "frames must be 64x48 JPEGs"),
+        ("jpeg:32x24", "frames must be 64x48 JPEGs"),
+    ],
+)
+def test_the_camera_websocket_refuses_bad_frames_and_a_second_camera(message, error) -> None:
+    import aiohttp
+
+    camera = BrowserCameraSource(64, 48)
+    session = LiveSession(Capture(camera), lambda: None, stall_timeout=float("inf"))
+    if message == "jpeg:32x24":
+        message = cv2.imencode(".jpg", np.zeros((24, 32, 3), np.uint8))[1].tobytes()
+    good = cv2.imencode(".jpg", np.zeros((48, 64, 3), np.uint8))[1].tobytes()
+
+    async def run(url: str) -> tuple[list, str, dict]:
+        async with aiohttp.ClientSession() as client, client.ws_connect(url) as ws:
+            assert (await ws.receive_json(timeout=10))["type"] == "hello"
+            await ws.send_bytes(good)
+            ack = await ws.receive_json(timeout=10)
+            try:
+                async with client.ws_connect(url) as second:
+                    await second.receive(timeout=10)
+                    other = "accepted"
+            except aiohttp.WSServerHandshakeError as refusal:
+                other = f"refused {refusal.status}"
+            if isinstance(message, str):
+                await ws.send_str(message)
+            else:
+                await ws.send_bytes(message)
+            replies = []
+            async for reply in ws:
+                if reply.type is aiohttp.WSMsgType.TEXT:
+                    replies.append(json.loads(reply.data))
+            return replies, other, ack
+
+    with session, LiveServer(session, camera=camera) as server:
+        url = server.base_url.replace("http", "ws") + "ws/camera"
+        replies, other, ack = asyncio.run(run(url))
+    assert ack == {"type": "ack", "frame": 0}
+    assert other == "refused 409"  # one camera page at a time
+    assert {"type": "error", "error": error} in replies  # and then the server closed
