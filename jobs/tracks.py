@@ -38,7 +38,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from jobs.atomic_files import atomic_writer
-from jobs.tracks_json import FrameJson, load_tracks_document
+from jobs.tracks_json import FrameJson, check_video_meta, load_tracks_document
 
 SPOOL_SUFFIX = ".spool"
 _SPOOL_MAGIC = "streamseg-tracks-spool"
@@ -288,7 +288,8 @@ class TracksWriter:
         self, path: Path, video: VideoMeta, model: dict[str, Any], keep_spool: bool
     ) -> None:
         self.path, self.video, self.model, self.keep_spool = path, video, dict(model), keep_spool
-        json.dumps(self.model)  # fail now, not at finish, if the model block is not JSON
+        json.dumps(self.model, allow_nan=False)  # fail now, not at finish, if it is not JSON
+        check_video_meta(video.to_json())  # what read_tracks refuses is never written
         self._records, self._ids, self._last_frame = 0, set(), None
         self._current_frame, self._current_ids = 0, set()
         self._finished = False
@@ -446,7 +447,8 @@ def _document_chunks(
     video: VideoMeta, model: dict[str, Any], per_object: list[tuple[int, Path]]
 ) -> Iterator[bytes]:
     """The tracks.json text, piece by piece: one frame entry per line."""
-    yield f'{{"video": {json.dumps(video.to_json())},\n "model": {json.dumps(model)},\n'.encode()
+    model_json = json.dumps(model, allow_nan=False)
+    yield f'{{"video": {json.dumps(video.to_json())},\n "model": {model_json},\n'.encode()
     yield b' "objects": ['
     for position, (obj_id, path) in enumerate(per_object):
         separator = ",\n  " if position else "\n  "

@@ -116,6 +116,14 @@ class TracksDocument(_Model):
         return self
 
 
+def check_video_meta(video: dict[str, Any]) -> None:
+    """Raise ValueError (one line) unless ``video`` is a valid ``"video"`` block."""
+    try:
+        VideoJson.model_validate(video)
+    except ValidationError as error:
+        raise ValueError(f"invalid video block for tracks.json: {_first_problem(error)}") from None
+
+
 def load_tracks_document(path: str | os.PathLike[str]) -> TracksDocument:
     """Read and check a ``tracks.json``; anything wrong raises a one-line :class:`InputError`."""
     text = _read_regular_file(Path(path))

@@ -291,6 +291,25 @@ def test_finish_checks_and_closes(tmp_path: Path) -> None:
 def test_model_block_must_be_json(tmp_path: Path) -> None:
     with pytest.raises(TypeError):
         TracksWriter(tmp_path / "tracks.json", SMALL, {"device": object()})
+    with pytest.raises(ValueError, match="not JSON compliant"):  # NaN: read_tracks refuses it
+        TracksWriter(tmp_path / "tracks.json", SMALL, {"threshold": math.nan})
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("video", "pattern"),
+    [
+        (VideoMeta(64, 40, math.nan), r"video block .*fps: Input should be a finite number"),
+        (VideoMeta(64, 40, -1.0), r"fps: Input should be greater than or equal to 0"),
+        (VideoMeta(0, 40, 25.0), r"width: Input should be greater than 0"),
+    ],
+)
+def test_writer_refuses_a_video_block_the_reader_would_refuse(
+    tmp_path: Path, video: VideoMeta, pattern: str
+) -> None:
+    with pytest.raises(ValueError, match=pattern):
+        TracksWriter(tmp_path / "tracks.json", video, MODEL)
+    assert list(tmp_path.iterdir()) == []
 
 
 # --- crash and resume ----------------------------------------------------------------------
