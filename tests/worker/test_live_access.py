@@ -278,6 +278,27 @@ def test_idle_sockets_are_closed_and_the_server_keeps_answering() -> None:
         assert http_request(port, "GET", "/api/state")[0] == 200
 
 
+def test_connections_over_the_limit_are_closed_on_arrival() -> None:
+    with _serving(idle_timeout=60.0, max_connections=20) as (_, server, _tracker):
+        port = _port(server)
+        sockets = [socket.create_connection(("127.0.0.1", port), timeout=60) for _ in range(20)]
+        assert wait_until(lambda: len(server._runner.server.connections) == 20, 10)
+        extra = [socket.create_connection(("127.0.0.1", port), timeout=60) for _ in range(20)]
+        try:
+            assert all(_closed_by_server(sock) for sock in extra)  # at once: no idle wait
+        finally:
+            for sock in sockets + extra:
+                sock.close()
+        assert wait_until(lambda: _status_or_none(port) == 200, 30)  # room again
+
+
+def _status_or_none(port: int) -> int | None:
+    try:
+        return http_request(port, "GET", "/api/state")[0]
+    except OSError:
+        return None
+
+
 def _closed_by_server(sock: socket.socket) -> bool:
     """True once the server closes ``sock`` (reads to EOF; any reply bytes are skipped)."""
     try:

@@ -64,6 +64,7 @@ FRAME_WAIT_S = 1.0
 MAX_BODY = 16 * 1024
 BODY_TIMEOUT_S = 10.0
 DEFAULT_IDLE_TIMEOUT_S = 20.0
+MAX_CONNECTIONS = 256  # open at once; more are closed on arrival (file descriptors, memory)
 _START_TIMEOUT_S = 10.0
 
 
@@ -87,6 +88,7 @@ class LiveServer:
     ``token``: required on every request (None: one is made when ``host`` is not loopback);
     ``tls``: serve HTTPS; ``idle_timeout``: seconds a connection may stay without a request
     (also bounds a request's headers arriving slowly); ``body_timeout``: for a POST's body;
+    ``max_connections``: connections open at once (more are closed as they arrive);
     ``camera``: the browser-camera source fed from ``/ws/camera`` (None: that route is 404).
     """
 
@@ -101,12 +103,15 @@ class LiveServer:
         tls: ssl.SSLContext | None = None,
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT_S,
         body_timeout: float = BODY_TIMEOUT_S,
+        max_connections: int = MAX_CONNECTIONS,
         camera=None,
     ) -> None:
         self.api, self.camera, self.tls = api, camera, tls
         self.policy = AccessPolicy.for_bind(host, token, allow_hosts)
         self._socket = _bind(host, port)
         self._idle_timeout, self.body_timeout = idle_timeout, body_timeout
+        self.max_connections = max_connections
+        self._listener: asyncio.AbstractServer | None = None
         self._loop = asyncio.new_event_loop()
         self._frame_event: asyncio.Event | None = None
         self._runner: web.AppRunner | None = None
@@ -151,7 +156,14 @@ class LiveServer:
             app, access_log=None, keepalive_timeout=self._idle_timeout, handle_signals=False
         )
         await self._runner.setup()
-        await web.SockSite(self._runner, self._socket, ssl_context=self.tls).start()
+        handlers = self._runner.server
+        limit = self.max_connections
+
+        def protocol() -> asyncio.BaseProtocol:
+            """aiohttp's connection handler, or a refusal once ``limit`` are open."""
+            return handlers() if len(handlers.connections) < limit else _Refuse()
+
+        self._listener = await loop.create_server(protocol, sock=self._socket, ssl=self.tls)
 
     def _new_frame(self) -> None:
         if self._frame_event is not None:
@@ -170,6 +182,8 @@ class LiveServer:
         self._socket.close()
 
     async def _stop(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -286,6 +300,13 @@ class LiveServer:
             return web.Response(status=410 if display.closed else 204)
         headers = {"X-Seq": str(frame.seq), "X-Frame": str(frame.capture_index)}
         return web.Response(body=frame.jpeg, content_type="image/jpeg", headers=headers)
+
+
+class _Refuse(asyncio.Protocol):
+    """A connection over the limit: closed at once."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.close()
 
 
 def _bind(host: str, port: int) -> socket.socket:
