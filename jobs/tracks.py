@@ -41,6 +41,7 @@ from jobs.atomic_files import atomic_writer
 from jobs.tracks_json import FrameJson, check_video_meta, load_tracks_document
 
 SPOOL_SUFFIX = ".spool"
+SCRATCH_PREFIX = ".tracks-"  # the folder finish() regroups the spool in, beside tracks.json
 _SPOOL_MAGIC = "streamseg-tracks-spool"
 _SPLIT_FILES_AT_ONCE = 64
 
@@ -399,7 +400,7 @@ class TracksWriter:
             raise ValueError(f"num_frames={num_frames} but frame {self._last_frame} was added")
         self._spool.close()
         meta = VideoMeta(self.video.width, self.video.height, self.video.fps, num_frames)
-        with tempfile.TemporaryDirectory(dir=self.path.parent, prefix=".tracks-") as scratch:
+        with tempfile.TemporaryDirectory(dir=self.path.parent, prefix=SCRATCH_PREFIX) as scratch:
             per_object = _split_per_object(self.spool_path, self.video, sorted(self._ids), scratch)
             _write_atomically(self.path, _document_chunks(meta, self.model, per_object))
         self.spool_path.unlink()
