@@ -9,6 +9,7 @@ from functools import cache
 import numpy as np
 import pytest
 
+from jobs.prompts import Prompt
 from tests.worker.live_support import SlowTracker
 from worker.live.capture import CapturedFrame
 from worker.live.controls import PromptCommand, RemoveCommand
@@ -115,3 +116,57 @@ def test_a_click_on_a_moving_object_masks_it_from_the_frame_clicked_on() -> None
     ious = [_iou(final.frames[i][1], i) for i in range(12, 80, STRIDE) if 1 in final.frames[i]]
     print(f"\nIoU with the disc from the clicked frame on: min {min(ious):.2f}")
     assert len(ious) == len(range(12, 80, STRIDE)) and min(ious) >= 0.7
+
+
+def _direct(make_tracker, frames, prompts: dict[int, PromptCommand]):
+    """A fresh tracker given each prompt on its frame directly: masks per frame index."""
+    tracker, out = make_tracker(), {}
+    for frame in frames:
+        if frame.index in prompts:
+            command = prompts[frame.index]
+            tracker.add_prompt(
+                Prompt(command.obj_id, tracker.frame_idx, command.points, command.labels)
+            )
+        result = tracker.step(frame.rgb)
+        out[frame.index] = {o.obj_id: o.mask for o in result.objects.values() if o.score > 0}
+    return out
+
+
+@pytest.mark.parametrize("engine", ["sam2", "lite"])
+def test_rewinding_gives_what_prompting_that_frame_directly_gives(engine, request) -> None:
+    """Rewind + replay restores the tracker's own snapshots: the masks are the ones a tracker
+    given the prompt on that frame from the start computes (SAM 2 and lite)."""
+    from worker.video_source import VideoInfo
+
+    info = VideoInfo(WIDTH, HEIGHT, 30, None, None, 0, "synthetic")
+    if engine == "sam2":
+        from worker.tracker import StreamingTracker
+
+        loaded = request.getfixturevalue("loaded_model")
+
+        def make_tracker():
+            return StreamingTracker(loaded)
+    else:
+
+        def make_tracker():
+            return _lite_engine().make_tracker(info)
+
+    frames = _frames(0, 40)  # 0, 4, ..., 36
+    first = synthetic_disc(0, WIDTH, HEIGHT)
+    later = synthetic_disc(12, WIDTH, HEIGHT)
+    one = PromptCommand(1, ((first.x, first.y),), (1,))
+    two = PromptCommand(2, ((later.x + 30, later.y - 60),), (1,), frame=12)
+    final = _Final()
+    tracking = LiveTracking(make_tracker, history=8, on_final=final)
+    tracking.queue.submit(one)
+    _run(tracking, frames[:6])  # processed 0..20; the second prompt is for frame 12
+    tracking.queue.submit(two)
+    _run(tracking, frames[6:])
+    tracking.flush()
+    expected = _direct(make_tracker, frames, {0: one, 12: two})
+    assert final.first_with(2) == 12
+    for index, masks in expected.items():
+        got = final.frames[index]
+        assert sorted(got) == sorted(masks), index
+        for obj_id, mask in masks.items():
+            assert np.array_equal(got[obj_id], mask), (index, obj_id)
