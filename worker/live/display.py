@@ -112,6 +112,11 @@ class Display:
         with self._cond:
             self._listeners.append(listener)
 
+    def remove_listener(self, listener: Callable[[], None]) -> None:
+        with self._cond:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
     def newest_after(self, after_seq: int) -> RenderedFrame | None:
         """The newest frame if its ``seq > after_seq``, else None (does not wait)."""
         latest = self._latest

@@ -111,7 +111,8 @@ class LiveServer:
         self._socket = _bind(host, port)
         self._idle_timeout, self.body_timeout = idle_timeout, body_timeout
         self.max_connections = max_connections
-        self._listener: asyncio.AbstractServer | None = None
+        self._tcp_server: asyncio.AbstractServer | None = None
+        self._listener_fn: Callable[[], None] | None = None
         self._loop = asyncio.new_event_loop()
         self._frame_event: asyncio.Event | None = None
         self._runner: web.AppRunner | None = None
@@ -148,7 +149,8 @@ class LiveServer:
     async def _start(self) -> None:
         self._frame_event = asyncio.Event()
         loop = asyncio.get_running_loop()
-        self.api.display.add_listener(lambda: loop.call_soon_threadsafe(self._new_frame))
+        self._listener_fn = lambda: loop.call_soon_threadsafe(self._new_frame)
+        self.api.display.add_listener(self._listener_fn)
         app = web.Application(middlewares=[self._guard], client_max_size=MAX_BODY)
         app.router.add_route("*", "/{tail:.*}", self._route)
         app.on_response_prepare.append(_add_security_headers)
@@ -163,7 +165,7 @@ class LiveServer:
             """aiohttp's connection handler, or a refusal once ``limit`` are open."""
             return handlers() if len(handlers.connections) < limit else _Refuse()
 
-        self._listener = await loop.create_server(protocol, sock=self._socket, ssl=self.tls)
+        self._tcp_server = await loop.create_server(protocol, sock=self._socket, ssl=self.tls)
 
     def _new_frame(self) -> None:
         if self._frame_event is not None:
@@ -182,8 +184,10 @@ class LiveServer:
         self._socket.close()
 
     async def _stop(self) -> None:
-        if self._listener is not None:
-            self._listener.close()
+        if self._listener_fn is not None:
+            self.api.display.remove_listener(self._listener_fn)
+        if self._tcp_server is not None:
+            self._tcp_server.close()
         if self._runner is not None:
             await self._runner.cleanup()
 
