@@ -27,7 +27,6 @@ from rq.job import Job, JobStatus, validate_job_id
 from rq.serializers import JSONSerializer
 
 from configs.settings import QueueSettings
-from jobs.dead_letter import find_dead_letter
 from jobs.errors import InputError, TransientError
 from jobs.redis_keys import CANCEL_FLAG_TTL_S, job_cancel_key
 from jobs.spec import JobSpec, parse_spec
@@ -260,6 +259,8 @@ class JobQueue:
         return JobResult(job_id, location, manifest)
 
     def _fetch(self, job_id: str) -> Job:
+        from jobs.dead_letter import find_dead_letter
+
         letter = None
         try:
             _check_job_id(job_id)
