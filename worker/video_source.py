@@ -480,7 +480,7 @@ def _header_size(path: Path, index: int) -> tuple[int, int]:
         with Image.open(path) as image:
             width, height = image.size
             transposed = image.getexif().get(_EXIF_ORIENTATION, 1) in (5, 6, 7, 8)
-    except (UnidentifiedImageError, OSError) as error:
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
         raise VideoDecodeError(f"cannot read image {path} (frame {index}): {error}") from None
     return (height, width) if transposed else (width, height)
 
@@ -493,7 +493,13 @@ def _read_rgb(path: Path, index: int) -> np.ndarray:
         with Image.open(io.BytesIO(data)) as image:
             _check_whole(image, data)
             return _to_rgb8(ImageOps.exif_transpose(image))
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+    except (
+        UnidentifiedImageError,
+        OSError,
+        SyntaxError,
+        ValueError,
+        Image.DecompressionBombError,
+    ) as error:
         reason = " ".join(str(error).split()) or type(error).__name__
         raise VideoDecodeError(f"cannot read image {path} (frame {index}): {reason}") from None
 

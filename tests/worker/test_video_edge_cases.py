@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import re
 import struct
+import zlib
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
@@ -367,6 +368,18 @@ def _flip_one_idat_byte(data: bytes) -> bytes:
     return bytes(out)
 
 
+def _png_bomb() -> bytes:
+    """A PNG header claiming 20000 x 20000 pixels (Pillow refuses over 2 x 89.5 M)."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    header = struct.pack(">IIBBBBB", 20000, 20000, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
+
+
 DAMAGED_IMAGES = {
     # name: (suffix, damaged bytes)
     "JPEG, second half garbage": (".jpg", lambda: _garbage(_jpeg_bytes(), 0.5, 1.0)),
@@ -376,6 +389,7 @@ DAMAGED_IMAGES = {
     "PNG, truncated before IEND": (".png", lambda: _png_bytes()[:-12]),
     "PNG, truncated mid IDAT": (".png", lambda: _png_bytes()[: len(_png_bytes()) // 2]),
     "PNG, one IDAT bit flipped": (".png", lambda: _flip_one_idat_byte(_png_bytes())),
+    "PNG, decompression bomb": (".png", _png_bomb),
 }
 
 
