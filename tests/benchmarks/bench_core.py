@@ -2,6 +2,14 @@
 
     python tests/benchmarks/bench_core.py memory   # peak RSS, 60 vs 600 frames
     python tests/benchmarks/bench_core.py speed    # fps and peak RSS, 1 and 4 objects
+    python tests/benchmarks/bench_core.py e2e      # whole-process wall time, CLI vs official
+
+``e2e``: each run is a fresh process timed from start to exit (imports and model loading
+included): ``streamseg segment`` (tracks.json and overlay.mp4 written) against a script that
+runs the official predictor's defaults (``init_state`` + ``propagate_in_video``, masks to
+numpy), on the same JPEG folder: the first ``--frames`` frames of a 1280x720 clip decoded
+once, outside the timing. Cases are interleaved, ``--repeats`` times; medians and ratios.
+Masks are compared with the official float32 run's (IoU per object and frame).
 
 Each measurement runs in its own process (peak RSS = that process's ru_maxrss). Both sides
 read the same JPEG folder (made once under /tmp from ../shared clips), the same checkpoint
@@ -93,6 +101,145 @@ def run_official(folder: Path, objects: int, checkpoint: Path, size: int, device
     return count, time.perf_counter() - start
 
 
+E2E_CLIP = "05_default_juggle.mp4"
+E2E_CLICKS = [
+    (640, 360), (320, 200), (960, 200), (320, 520), (960, 520), (160, 360), (1120, 360), (640, 120),
+]  # fmt: skip
+
+
+def make_clip_folder(frames: int, workdir: Path) -> Path:
+    """The first ``frames`` frames of the 1280x720 juggle clip as JPEG (quality 95)."""
+    from worker.video_source import open_video
+
+    folder = workdir / f"juggle{frames}"
+    if folder.exists():
+        return folder
+    folder.mkdir(parents=True)
+    with open_video(SHARED / "videos" / E2E_CLIP) as video:
+        for frame in video:
+            if frame.index >= frames:
+                break
+            Image.fromarray(frame.rgb).save(folder / f"{frame.index:05d}.jpg", quality=95)
+    return folder
+
+
+def official_e2e(args: argparse.Namespace) -> None:
+    """The official predictor's defaults (float32 on CPU; ``--precision bf16``: under bf16
+    autocast), masks saved to ``--masks`` as {"f{t}": (objects, H, W) bool}."""
+    import numpy as np
+    import torch
+    from sam2.build_sam import build_sam2_video_predictor
+
+    from configs.models import get_model_spec
+
+    predictor = build_sam2_video_predictor(
+        get_model_spec(MODEL).config, str(args.checkpoint), device=args.device,
+        hydra_overrides_extra=[f"++model.image_size={args.size}"],
+    )  # fmt: skip
+    autocast = torch.autocast(args.device, dtype=torch.bfloat16, enabled=args.precision == "bf16")
+    masks = {}
+    with torch.inference_mode(), autocast:
+        state = predictor.init_state(args.folder)
+        for obj in range(args.objects):
+            point = [E2E_CLICKS[obj]]
+            predictor.add_new_points_or_box(state, 0, obj + 1, points=point, labels=[1])
+        for t, _, logits in predictor.propagate_in_video(state):
+            masks[f"f{t}"] = (logits[:, 0] > 0).cpu().numpy()
+    np.savez_compressed(args.masks, **masks)
+
+
+def e2e_prompts(workdir: Path, objects: int) -> Path:
+    path = workdir / f"prompts{objects}.json"
+    entries = [
+        {"frame": 0, "object": i + 1, "points": [list(E2E_CLICKS[i])], "labels": [1]}
+        for i in range(objects)
+    ]
+    path.write_text(json.dumps({"prompts": entries}))
+    return path
+
+
+def e2e_command(impl: str, precision: str, folder: Path, objects: int, out: Path, opts) -> list:
+    if impl == "official":
+        return [
+            sys.executable, __file__, "_official", "--folder", str(folder),
+            "--objects", str(objects), "--checkpoint", str(opts.checkpoint),
+            "--size", str(opts.size), "--device", opts.device, "--precision", precision,
+            "--masks", str(out / "masks.npz"),
+        ]  # fmt: skip
+    return [
+        sys.executable, "-m", "worker.cli", "segment", str(folder), "--out", str(out),
+        "--model", MODEL, "--checkpoint", str(opts.checkpoint), "--image-size", str(opts.size),
+        "--device", opts.device, "--quiet", "--prompts", str(e2e_prompts(opts.workdir, objects)),
+    ] + ([] if precision == "default" else ["--precision", precision])  # fmt: skip
+
+
+def e2e_masks(impl: str, out: Path, frames: int) -> dict:
+    """{(frame, object): (H, W) bool} from either side's output."""
+    import numpy as np
+
+    if impl == "official":
+        saved = np.load(out / "masks.npz")
+        return {(t, o + 1): m for t in range(frames) for o, m in enumerate(saved[f"f{t}"])}
+    from jobs.tracks import read_tracks
+
+    tracks = read_tracks(out / "tracks.json")
+    return {(t, o): m for t in range(frames) for o, m in tracks.masks_at(t).items()}
+
+
+def compare_masks(masks: dict, reference: dict) -> tuple[float, float, bool]:
+    """(mean IoU, min IoU, every mask identical) against ``reference``."""
+    ious = []
+    for key, ref in reference.items():
+        union = (masks[key] | ref).sum()
+        ious.append((masks[key] & ref).sum() / union if union else 1.0)
+    identical = all((masks[key] == ref).all() for key, ref in reference.items())
+    return float(statistics.mean(ious)), float(min(ious)), identical
+
+
+def e2e(opts: argparse.Namespace) -> None:
+    import os
+
+    import torch
+
+    from worker.precision import autocast_dtype
+
+    folder = make_clip_folder(opts.frames, opts.workdir)
+    default = autocast_dtype("auto", torch.device(opts.device))
+    auto = "bf16" if default else "fp32"
+    print(f"{opts.frames} frames of {E2E_CLIP} (1280x720) as JPEG; streamseg's default "
+          f"precision here (auto): {auto}; load average {os.getloadavg()}")  # fmt: skip
+    cases = [("streamseg", "default"), ("official", "fp32")]
+    cases += [(impl, "bf16") for impl in ("streamseg", "official") if "bf16" in opts.precisions]
+    if "fp32" in opts.precisions:
+        cases.insert(1, ("streamseg", "fp32"))
+    print("| objects | case | median wall s | runs (s) | x official fp32 | mask IoU mean / min vs "
+          "official fp32 | identical |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
+    for objects in opts.counts:
+        walls: dict[tuple, list[float]] = {case: [] for case in cases}
+        for repeat in range(opts.repeats):
+            for impl, precision in cases:
+                out = opts.workdir / f"e2e-{impl}-{precision}-{objects}-{repeat}"
+                out.mkdir(parents=True, exist_ok=True)
+                cmd = e2e_command(impl, precision, folder, objects, out, opts)
+                began = time.perf_counter()
+                subprocess.run(cmd, check=True, cwd=ROOT, capture_output=True)
+                walls[(impl, precision)].append(time.perf_counter() - began)
+        last = opts.repeats - 1
+        out_of = {c: opts.workdir / f"e2e-{c[0]}-{c[1]}-{objects}-{last}" for c in cases}
+        reference = e2e_masks("official", out_of[("official", "fp32")], opts.frames)
+        base = statistics.median(walls[("official", "fp32")])
+        for case in cases:
+            mean, low, same = compare_masks(
+                e2e_masks(case[0], out_of[case], opts.frames), reference
+            )
+            median = statistics.median(walls[case])
+            runs = ", ".join(f"{w:.1f}" for w in walls[case])
+            row = f"| {objects} | {case[0]} {case[1]} | {median:.1f} | {runs} | "
+            print(row + f"{base / median:.2f}x | {mean:.4f} / {low:.4f} | {same} |", flush=True)
+    print(f"load average after: {os.getloadavg()}")
+
+
 def child(args: argparse.Namespace) -> None:
     import torch
 
@@ -151,7 +298,7 @@ def speed(opts: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("mode", choices=["memory", "speed", "_child"])
+    parser.add_argument("mode", choices=["memory", "speed", "e2e", "_child", "_official"])
     parser.add_argument("--impl", choices=["streamseg", "official"])
     parser.add_argument("--folder")
     parser.add_argument("--objects", type=int, default=1)
@@ -169,9 +316,17 @@ def main() -> None:
     parser.add_argument(
         "--workdir", type=Path, default=Path(tempfile.gettempdir()) / "streamseg-bench"
     )
+    parser.add_argument("--precision", default="fp32", help="_official: fp32 or bf16")
+    parser.add_argument("--masks", type=Path, help="_official: where its masks go")
+    parser.add_argument(
+        "--precisions", type=lambda t: t.split(","), default=["default"],
+        help="e2e: extra streamseg/official cases: fp32 (streamseg forced), bf16 (both)",
+    )  # fmt: skip
     opts = parser.parse_args()
     if opts.mode == "_child":
         return child(opts)
+    if opts.mode == "_official":
+        return official_e2e(opts)
     opts.workdir.mkdir(parents=True, exist_ok=True)
     if opts.checkpoint is None:
         from configs.models import get_model_spec
@@ -184,7 +339,7 @@ def main() -> None:
         f"device={opts.device} image_size={opts.size} model={MODEL} "
         f"checkpoint={opts.checkpoint.name}"
     )
-    (memory if opts.mode == "memory" else speed)(opts)
+    {"memory": memory, "speed": speed, "e2e": e2e}[opts.mode](opts)
 
 
 if __name__ == "__main__":
