@@ -99,16 +99,38 @@ def masks_from_labels(labels: np.ndarray) -> dict[int, np.ndarray]:
     return {obj_id: labels == obj_id for obj_id in ids}
 
 
-def read_mask_png(path: Path) -> dict[int, np.ndarray]:
-    """The object masks of one PNG file: ``{obj_id: bool (H, W) mask}``."""
+def read_mask_png(path: Path, shape: tuple[int, int] | None = None) -> dict[int, np.ndarray]:
+    """The object masks of one PNG file: ``{obj_id: bool (H, W) mask}``.
+
+    ``shape`` (H, W), when given, is the size the image must have: a frame of another size is
+    an error even when it holds no object (it would otherwise read as an empty frame).
+    """
     try:
         with Image.open(path) as image:
+            _check_shape(path, (image.height, image.width), shape)
             image.load()
             labels = label_map(image)
     except (OSError, ValueError, Image.DecompressionBombError) as error:
         reason = " ".join(str(error).split())
         raise InputError(f"cannot read mask image {path}: {reason}") from None
     return masks_from_labels(labels)
+
+
+def mask_png_shape(path: Path) -> tuple[int, int]:
+    """(H, W) of a mask image, from its header (nothing is decoded)."""
+    try:
+        with Image.open(path) as image:
+            return (image.height, image.width)
+    except (OSError, ValueError, Image.DecompressionBombError) as error:
+        reason = " ".join(str(error).split())
+        raise InputError(f"cannot read mask image {path}: {reason}") from None
+
+
+def _check_shape(path: Path, actual: tuple[int, int], wanted: tuple[int, int] | None) -> None:
+    if wanted is not None and actual != wanted:
+        raise InputError(
+            f"mask image {path} is {actual[1]}x{actual[0]}, expected {wanted[1]}x{wanted[0]}"
+        )
 
 
 def list_mask_pngs(folder: Path) -> list[tuple[int, Path]]:

@@ -154,7 +154,17 @@ def test_bad_inputs_exit_2_with_one_line(davis_root: Path, tmp_path: Path, capsy
     document = json.loads(boolean_id.read_text())
     document["objects"][0]["id"] = True  # not object 1
     boolean_id.write_text(json.dumps(document))
+    small_empty = _write_shifted(gt, tmp_path / "small_empty")
+    Image.new("L", (100, 50)).save(small_empty / "00005.png")  # no object: it read as empty
+    other_video = tmp_path / "other_video" / "tracks.json"
+    _write_tracks(gt, other_video)
+    document = json.loads(other_video.read_text())
+    document["video"].update(width=427, height=240)
+    document["objects"] = []  # nothing visible: no mask would show the size
+    other_video.write_text(json.dumps(document))
     cases = [
+        ((str(small_empty), str(gt)), r"00005\.png is 100x50, expected 854x480$"),
+        ((str(other_video), str(gt)), r"of a 427x240 video, the ground truth is 854x480$"),
         ((str(nested), str(gt)), r"tracks\.json .*\(nested too deeply\)$"),
         ((str(boolean_id), str(gt)), r"objects\.0\.id: Input should be a valid integer"),
         ((str(tmp_path / "missing"), str(gt)), "does not exist"),

@@ -102,23 +102,25 @@ def _has_pngs(folder: Path) -> bool:
 
 
 def _evaluate_one(name: str, pred: Path, gt_dir: Path, bound_th: float) -> SequenceScores:
-    from jobs.mask_io import list_mask_pngs, read_mask_png
+    from jobs.mask_io import list_mask_pngs, mask_png_shape, read_mask_png
     from jobs.metrics import evaluate_sequence
 
     gt_files = list_mask_pngs(gt_dir)
+    shape = mask_png_shape(gt_files[0][1])  # every frame, predicted or not, must have it
     source = _prediction_source(pred)
     last = len(gt_files) - 1
     pred_frames = (
-        source.masks(frame, required=0 < position < last)
+        source.masks(frame, 0 < position < last, shape)
         for position, (frame, _) in enumerate(gt_files)
     )
-    gt_frames = (read_mask_png(path) for _, path in gt_files)
+    gt_frames = (read_mask_png(path, shape) for _, path in gt_files)
     return evaluate_sequence(pred_frames, gt_frames, name=name, bound_th=bound_th)
 
 
 class _Prediction(Protocol):
-    def masks(self, frame: int, required: bool) -> dict[int, np.ndarray]:
-        """``{obj_id: bool (H, W)}`` of one frame; {} for a missing frame not required."""
+    def masks(self, frame: int, required: bool, shape: tuple[int, int]) -> dict[int, np.ndarray]:
+        """``{obj_id: bool (H, W)}`` of one frame of size ``shape`` (H, W), else InputError;
+        {} for a missing frame not required."""
         ...
 
 
@@ -127,12 +129,12 @@ class _PngPrediction:
     files: dict[int, Path]
     where: Path
 
-    def masks(self, frame: int, required: bool) -> dict[int, np.ndarray]:
+    def masks(self, frame: int, required: bool, shape: tuple[int, int]) -> dict[int, np.ndarray]:
         from jobs.mask_io import read_mask_png
 
         path = self.files.get(frame)
         if path is not None:
-            return read_mask_png(path)
+            return read_mask_png(path, shape)
         if required:
             raise InputError(f"{self.where} has no mask for frame {frame}")
         return {}
@@ -143,7 +145,13 @@ class _TracksPrediction:
     tracks: TrackedVideo
     where: Path
 
-    def masks(self, frame: int, required: bool) -> dict[int, np.ndarray]:
+    def masks(self, frame: int, required: bool, shape: tuple[int, int]) -> dict[int, np.ndarray]:
+        video = self.tracks.video
+        if (video.height, video.width) != shape:
+            raise InputError(
+                f"{self.where} is of a {video.width}x{video.height} video, the ground truth "
+                f"is {shape[1]}x{shape[0]}"
+            )
         if frame < self.tracks.video.num_frames:
             return self.tracks.frame_masks(frame).one_label_per_pixel()
         if required:
