@@ -196,6 +196,7 @@ class _AvVideoSource(VideoSource):
         self._source = source
         self._container = _open_container(source)
         try:
+            _check_matroska_size(source, self._container)
             self._stream = _pick_video_stream(self._container, source)
             _configure_strict_decoding(self._stream)
             self._packets_read = self._produced = 0
@@ -258,8 +259,6 @@ class _AvVideoSource(VideoSource):
                 self._last_time = _frame_time(frame, self._last_time)
         if self._produced and self._packets_read < len(self._stream.index_entries):
             raise self._truncated(self._produced, "the file ends early")
-        if self._produced and _ends_before_its_segment(self._source, self._container):
-            raise self._truncated(self._produced, "the file ends before its stated size")
         if self._produced and self._ends_before_its_duration():
             raise self._truncated(self._produced, "the file ends before its stated duration")
 
@@ -359,22 +358,26 @@ def _is_matroska(container: av.container.InputContainer) -> bool:
     return "matroska" in container.format.name or "webm" in container.format.name
 
 
-def _ends_before_its_segment(source: str, container: av.container.InputContainer) -> bool:
-    """A local Matroska/WebM file shorter than its Segment element says (a cut-off file).
+def _check_matroska_size(source: str, container: av.container.InputContainer) -> None:
+    """Raise if a local Matroska/WebM file is shorter than its Segment element says (cut off).
 
     The muxer writes the Segment's size when it finishes; a live-written file may leave it
     unknown, and then nothing is concluded.
     """
     if _is_url(source) or not _is_matroska(container):
-        return False
+        return
     try:
         with open(source, "rb") as handle:
             head = handle.read(4096)
             size = os.fstat(handle.fileno()).st_size
     except OSError:
-        return False
+        return
     segment_end = _matroska_segment_end(head)
-    return segment_end is not None and size < segment_end
+    if segment_end is not None and size < segment_end:
+        raise VideoDecodeError(
+            f"truncated video {source}: the file has {size} bytes, its Matroska header "
+            f"promises {segment_end}"
+        )
 
 
 def _matroska_segment_end(head: bytes) -> int | None:
