@@ -63,3 +63,25 @@ def test_annotate_refuses_a_davis_id_before_tracking(davis_root: Path, tmp_path:
     assert "object id 300 does not fit an indexed PNG" in out
     assert not (tmp_path / "out" / "bear" / "tracks.json").exists()
     assert not (tmp_path / "out" / "bear" / "tracks.json.spool").exists()
+
+
+def test_annotate_queue_refuses_a_davis_id_before_submitting(tmp_path: Path) -> None:
+    """The job spec is built (and the ids checked) before anything reaches the queue:
+    ``spec()`` never touches it, so no queue is given."""
+    from worker.batch.inputs import VideoInput
+    from worker.batch.prompt_sources import PromptsFile
+    from worker.batch.queued import QueuedBatch, QueueModel
+    from worker.batch.runner import BatchOptions
+
+    path = tmp_path / "prompts.json"
+    path.write_text(json.dumps({"bear": [{"object": 300, "box": [1, 2, 30, 40]}]}))
+    model = QueueModel("lite", None, None, False)
+    video = VideoInput("bear", tmp_path / "bear.mp4")
+    davis, mot = (ExportKind.TRACKS, ExportKind.DAVIS), (ExportKind.MOT,)
+    for exports, fails in ((davis, True), (mot, False)):
+        batch = QueuedBatch(None, PromptsFile.load(path), BatchOptions(tmp_path, exports), model)
+        if fails:
+            with pytest.raises(InputError, match="object id 300 does not fit an indexed PNG"):
+                batch.spec(video)
+        else:
+            assert [p.object for p in batch.spec(video).prompts] == [300]

@@ -20,7 +20,7 @@ from typing import Protocol
 
 from jobs.errors import InputError, StreamsegError
 from jobs.tracks import read_tracks
-from worker.batch.exports import ExportKind, write_exports
+from worker.batch.exports import ExportKind, check_object_ids, write_exports
 from worker.batch.inputs import Discovery, VideoInput
 from worker.batch.manifest import (
     Manifest,
@@ -84,9 +84,9 @@ class QueuedBatch:
     def spec(self, video: VideoInput):
         from jobs.spec import parse_spec, prompt_to_spec
 
-        prompts = [
-            prompt_to_spec(p).model_dump(mode="json") for p in self.prompts.prompts_for(video)
-        ]
+        given = self.prompts.prompts_for(video)
+        check_object_ids(self.options.exports, (prompt.obj_id for prompt in given))
+        prompts = [prompt_to_spec(p).model_dump(mode="json") for p in given]
         overlay = ExportKind.OVERLAY in self.options.exports
         return parse_spec(
             {
