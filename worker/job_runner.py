@@ -13,6 +13,7 @@ same job died, resumes from the last one. The result is published files-first, m
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import threading
 import time
@@ -121,6 +122,7 @@ class JobRunner:
         self.reporter = _Reporter(self.job, self.settings.progress_every_s)
         self.digest = self.spec.digest()
         self._deadline: float | None = None
+        self._created_output = False  # the probe made the (local) output folder
 
     def run(self) -> Manifest:
         attempt = self.reporter.meta.progress.attempt + 1
@@ -143,6 +145,7 @@ class JobRunner:
                 summary = self._segment(scratch, store)
             except (Cancelled, InputError, JobTimedOut):
                 store.clear()  # this job will not resume
+                self._remove_if_created(output)
                 raise
             manifest = self._publish(output, scratch / "out", summary)
         store.clear()
@@ -152,6 +155,7 @@ class JobRunner:
     def _probe_output(self, output: Location) -> None:
         """The output location takes a file: write one and remove it (``OutputError`` if not)."""
         name = f".streamseg-probe-{self.job.id}"
+        self._created_output = output.is_local and not os.path.exists(output.root)
 
         def probe() -> None:
             write_bytes(output, name, b"")
@@ -161,6 +165,14 @@ class JobRunner:
             self.retrier.call(f"output {self.spec.output} is not writable", probe)
         except InputError as error:
             raise OutputError(str(error)) from None
+
+    def _remove_if_created(self, output: Location) -> None:
+        """A job that will not resume leaves no empty output folder it made itself."""
+        if self._created_output:
+            try:
+                os.rmdir(output.root)  # only when empty
+            except OSError:
+                pass
 
     def _segment(self, scratch: Path, store: CheckpointStore) -> SegmentSummary:
         from worker.engines import load_engine

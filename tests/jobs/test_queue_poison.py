@@ -195,7 +195,7 @@ def test_a_checkpoint_that_does_not_load_fails_at_frame_zero(worker, jobs, bear_
     assert final.state == "failed" and final.meta.error.kind == "input", final.meta.error
     assert str(broken) in final.meta.error.message
     assert (final.meta.progress.frame, final.meta.progress.attempt) == (0, 1)
-    assert not (tmp_path / "out" / "manifest.json").exists()
+    assert not (tmp_path / "out").exists()  # no empty folder left behind
 
 
 def test_a_worker_stopped_by_an_error_exits_non_zero(workers, redis_client):
