@@ -27,7 +27,12 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+from rq import Queue, Worker
+from rq.serializers import JSONSerializer
+
 from jobs.errors import InputError
+from jobs.queue import connect_redis
+from worker.queue_hygiene import expire_jobs_of
 
 log = logging.getLogger("streamseg.supervisor")
 _PR_SET_PDEATHSIG = 1
@@ -155,12 +160,6 @@ class Supervisor:
     def _requeue_jobs_of(self, worker_name: str) -> None:
         """The child is dead for sure: its job need not wait out ``abandoned_after_s``, and
         its registration is removed."""
-        from rq import Queue, Worker
-        from rq.serializers import JSONSerializer
-
-        from jobs.queue import connect_redis
-        from worker.queue_hygiene import expire_jobs_of
-
         try:
             with connect_redis(self.redis_url) as redis:
                 for name in self.queues:

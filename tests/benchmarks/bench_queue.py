@@ -118,16 +118,16 @@ def requeue_once(repo: Path, scenario: str, url: str, checkpoint: Path, clip: Pa
     started: list[subprocess.Popen] = []
 
     def worker(name: str, *extra: str) -> None:
-        started.append(_streamseg(repo, tmp, *common, "--name", name, *extra, stdout=logs,
-                                  stderr=subprocess.STDOUT))  # fmt: skip
+        started.append(_streamseg(repo, tmp, *common, "--name", f"{queue}-{name}", *extra,
+                                  stdout=logs, stderr=subprocess.STDOUT))  # fmt: skip
 
     try:
         worker("a", *(["--devices", "cpu"] if scenario == "supervised" else []))
-        victim = "a.0.1" if scenario == "supervised" else "a"
+        victim = f"{queue}-a.0.1" if scenario == "supervised" else f"{queue}-a"
         _wait(lambda: victim in _registered(url, queue), 300)
         if scenario == "second":
             worker("b")
-            _wait(lambda: "b" in _registered(url, queue), 300)
+            _wait(lambda: f"{queue}-b" in _registered(url, queue), 300)
         spec = {"source": str(clip), "output": str(tmp / queue), "model": "sam2.1-tiny",
                 "checkpoint": str(checkpoint), "image_size": 256, "checkpoint_every": 1,
                 "outputs": ["tracks"],
