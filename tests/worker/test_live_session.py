@@ -199,15 +199,19 @@ def test_a_prompt_the_tracker_rejects_is_undone_and_tracking_goes_on(tmp_path: P
     assert frames == list(range(frames[0], tracks.video.num_frames))
 
 
-def test_the_state_says_busy_while_a_prompt_is_applied() -> None:
+def test_the_state_says_busy_while_a_prompt_is_applied_and_fps_drops_to_zero() -> None:
     gate = threading.Event()
     tracker = SlowTracker(0.0, gate=gate)
     session = LiveSession(Capture(SyntheticSource(320, 240, 30, None)), lambda: tracker)
     with session, LiveServer(session) as server:
         assert _state(server)["busy"] is False
+        assert wait_until(lambda: _state(server)["stats"]["fps"] > 0, 20)
         assert _post(server.url + "api/click", {"x": 100, "y": 120}) == (200, {"obj": 1})
         assert _state(server)["busy"] is True  # queued, then being applied: until the gate
         assert _state(server)["objects"] == []
+        # the picture is frozen meanwhile: the readout says 0 fps, not the rate it had
+        assert wait_until(lambda: _state(server)["stats"]["fps"] == 0.0, 20)
+        assert _state(server)["busy"] is True
         gate.set()
         assert wait_until(lambda: _state(server)["objects"], 10)
         assert wait_until(lambda: _state(server)["busy"] is False, 10)
