@@ -138,13 +138,30 @@ def rgb_to_yuv420p(rgb: np.ndarray) -> np.ndarray:
     height, width = rgb.shape[:2]
     if height % 2 or width % 2:
         raise ValueError(f"yuv420p needs even sides, got {width}x{height}")
-    r, g, b = (rgb[:, :, channel].astype(np.int32) for channel in range(3))
-    y = ((66 * r + 129 * g + 25 * b + 128) >> 8) + 16
-    r4, g4, b4 = (c.reshape(height // 2, 2, width // 2, 2).sum(axis=(1, 3)) for c in (r, g, b))
+    red, green, blue = cv2.split(rgb)
+    luma = np.multiply(red, 66, dtype=np.uint16)  # at most 56228 + 128: uint16 suffices
+    luma += np.multiply(green, 129, dtype=np.uint16)
+    luma += np.multiply(blue, 25, dtype=np.uint16)
+    luma += 128
+    luma >>= 8
+    luma += 16
+    r4, g4, b4 = (_block_sums(channel) for channel in (red, green, blue))
     u = ((-38 * r4 - 74 * g4 + 112 * b4 + 512) >> 10) + 128
     v = ((112 * r4 - 94 * g4 - 18 * b4 + 512) >> 10) + 128
-    planes = [plane.astype(np.uint8).reshape(-1) for plane in (y, u, v)]
-    return np.concatenate(planes).reshape(height * 3 // 2, width)
+    out = np.empty(height * width * 3 // 2, np.uint8)
+    pixels, quarter = height * width, height * width // 4
+    out[:pixels], out[pixels : pixels + quarter], out[pixels + quarter :] = (
+        luma.reshape(-1), u.reshape(-1), v.reshape(-1)
+    )  # fmt: skip
+    return out.reshape(height * 3 // 2, width)
+
+
+def _block_sums(channel: np.ndarray) -> np.ndarray:
+    """(H, W) uint8 -> (H/2, W/2) int32 sums of each 2x2 block."""
+    wide = channel.astype(np.uint16)
+    return (wide[0::2, 0::2] + wide[1::2, 0::2] + wide[0::2, 1::2] + wide[1::2, 1::2]).astype(
+        np.int32
+    )
 
 
 class OverlayWriter:
