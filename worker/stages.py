@@ -9,8 +9,10 @@ The model holds the GIL little (torch releases it in its kernels), so on a GPU t
   leaving the ``with`` block early stops the producer and waits for it.
 - ``OrderedWriter(depth)``: runs submitted calls one after another in one background thread,
   in submission order, with at most ``depth`` waiting (``submit`` blocks: back-pressure). The
-  first failure is raised from the next ``submit`` or from leaving the ``with`` block, and no
-  later call runs; leaving the block waits for every accepted call.
+  first failure is raised from the next ``submit``, ``flush`` or from leaving the ``with``
+  block, and no later call runs; leaving the block waits for every accepted call. ``flush()``
+  waits until every call submitted so far has run (e.g. before a crash-resume checkpoint,
+  which must see the spool up to the frame it snapshots).
 """
 
 from __future__ import annotations
@@ -86,6 +88,11 @@ class OrderedWriter:
         self._raise_if_failed()
         self._tasks.put((function, args))
 
+    def flush(self) -> None:
+        """Wait for every call submitted so far; raise the first failure, if any."""
+        self._tasks.join()
+        self._raise_if_failed()
+
     def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
         self._tasks.put(None)
         self._thread.join()
@@ -95,15 +102,16 @@ class OrderedWriter:
     def _run(self) -> None:
         while True:
             task = self._tasks.get()
-            if task is None:
-                return
-            if self._error is not None:
-                continue  # after a failure nothing else runs; keep draining
-            function, args = task
             try:
-                function(*args)
+                if task is None:
+                    return
+                if self._error is None:  # after a failure nothing else runs; keep draining
+                    function, args = task
+                    function(*args)
             except BaseException as error:  # raised in the submitting thread
                 self._error = error
+            finally:
+                self._tasks.task_done()
 
     def _raise_if_failed(self) -> None:
         if self._error is not None:

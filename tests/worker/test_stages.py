@@ -95,3 +95,14 @@ def test_ordered_writer_finishes_accepted_calls_when_the_block_fails():
                 writer.submit(written.append, i)
             raise RuntimeError("model failed")
     assert written == [0, 1, 2]
+
+
+def test_ordered_writer_flush_waits_for_everything_submitted():
+    written = []
+    with OrderedWriter(depth=8) as writer:
+        for i in range(20):
+            writer.submit(written.append, i)
+        writer.flush()
+        assert written == list(range(20))  # all of it, before the block ends
+        writer.submit(written.append, 20)
+    assert written == list(range(21))
