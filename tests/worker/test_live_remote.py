@@ -4,7 +4,6 @@ file-simulated camera on the capture side, the random-weight SAM 2 on an rq queu
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -123,9 +122,7 @@ def test_missing_tracker_side_is_reported_not_waited_for(redis_url: str) -> None
 def test_tracker_side_stops_when_the_capture_side_goes_away(redis_url: str) -> None:
     client = wire.connect(redis_url)
     loop = RemoteTrackerLoop(client, "abandoned", lambda w, h: SlowTracker(0.0), idle_timeout_s=0.5)
-    started = time.monotonic()
-    summary = loop.run()
-    assert time.monotonic() - started < 3
+    summary = loop.run()  # returns: it does not wait for a capture side that never comes
     assert summary == RemoteSummary(0, 0, "no frame from the capture side for 0.5 s")
     last = client.xrevrange(live_session_keys("abandoned")[1], count=1)[0][1]
     assert last == {b"end": b"no frame from the capture side for 0.5 s"}
