@@ -69,9 +69,9 @@ def check_device(device: str | None, cpu_only: str | None = None) -> None:
 
     from worker.sam2_model import resolve_device
 
-    resolved = resolve_device(device)  # unknown names and CUDA without CUDA
-    if cpu_only is not None and resolved.type != "cpu":
+    if cpu_only is not None and device.split(":")[0].strip() != "cpu":
         raise ModelLoadError(f"the {cpu_only!r} model runs on the CPU only, not {device!r}")
+    resolved = resolve_device(device)  # unknown names and CUDA without CUDA
     if resolved.type == "cuda" and resolved.index is not None:
         count = torch.cuda.device_count()
         if resolved.index >= count:

@@ -136,16 +136,11 @@ def segment_video(
     out_dir = Path(request.out_dir)
     if resume is not None and not request.write_tracks:
         raise ValueError("resuming needs the tracks spool: write_tracks must be set")
-    # the folder is checked and cleared (old results, killed runs' debris) before anything
-    prepare_output_dir(out_dir, OUTPUT_FILES, keep_spool=resume is not None)
-    if not request.prompts:
-        raise InputError("no prompts given: add --point, --box, --mask or --prompts")
-    check_max_frames(request.max_frames)
+    _check_before_video(request, keep_spool=resume is not None)
     hooks = _Hooks(on_progress, should_stop, before_frame)
     with open_video(request.source) as video:
         info = video.info
-        validate_prompts(request.prompts, info.width, info.height)
-        check_prompt_frames(request.prompts, info.num_frames, request.max_frames)
+        _check_against_video(request, info)
         tracker = _start_tracker(make_tracker, info, resume)
         meta = VideoMeta(info.width, info.height, info.fps, info.num_frames)
         with _no_debris_on_failure(out_dir), write_errors(out_dir), ExitStack() as stack:
@@ -174,15 +169,30 @@ def check_request(request: SegmentRequest) -> VideoInfo:
     """The checks :func:`segment_video` makes before its first frame, without a model:
     the output folder, the prompts against the video's size and length, ``max_frames``.
     A command runs it before loading its model, so that bad input is found in a second."""
-    prepare_output_dir(Path(request.out_dir), OUTPUT_FILES)
+    _check_before_video(request, keep_spool=False)
+    with open_video(request.source) as video:
+        info = video.info
+    _check_against_video(request, info)
+    return info
+
+
+def _check_before_video(request: SegmentRequest, keep_spool: bool) -> None:
+    out_dir = Path(request.out_dir)
+    source = Path(request.source)
+    if "://" not in request.source and source.exists():
+        targets = {(out_dir / name).resolve() for name in OUTPUT_FILES}
+        if source.resolve() in targets:  # clearing the old results would delete the input
+            raise InputError(f"the video {source} is one of the outputs: choose another --out")
+    # the folder is checked and cleared (old results, killed runs' debris) before anything
+    prepare_output_dir(out_dir, OUTPUT_FILES, keep_spool=keep_spool)
     if not request.prompts:
         raise InputError("no prompts given: add --point, --box, --mask or --prompts")
     check_max_frames(request.max_frames)
-    with open_video(request.source) as video:
-        info = video.info
+
+
+def _check_against_video(request: SegmentRequest, info: VideoInfo) -> None:
     validate_prompts(request.prompts, info.width, info.height)
     check_prompt_frames(request.prompts, info.num_frames, request.max_frames)
-    return info
 
 
 def check_max_frames(max_frames: int | None) -> None:

@@ -184,6 +184,16 @@ def test_bad_output_folder_is_refused_before_tracking(case, clips, tmp_path):
         assert not (out / "tracks.json").is_file() and not (out / "overlay.mp4").is_file()
 
 
+def test_output_folder_holding_the_input_as_a_result_name_loses_nothing(clips, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    video = out / "overlay.mp4"
+    shutil.copy(clips["short"], video)
+    result = run_streamseg("segment", video, "--out", out, "--point", "1:20,30", *LITE)
+    assert_one_line_error(result, "is one of the outputs")
+    assert video.read_bytes() == clips["short"].read_bytes()
+
+
 def test_read_only_folder_is_refused_for_a_user_without_root_override(clips, tmp_path):
     if os.geteuid() == 0 and shutil.which("setpriv") is None:
         pytest.skip("root, and no setpriv to drop the permission override")
