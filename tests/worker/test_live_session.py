@@ -65,9 +65,15 @@ def test_a_slow_tracker_drops_frames_and_keeps_latency_bounded() -> None:
     p95 = float(np.percentile(latencies, 95))
     print(f"\nslow tracker {SLOW_S * 1000:.0f} ms/frame: {stats.summary()}")
     assert stats.processing_p50_ms >= SLOW_S * 1000
-    assert p95 < 2 * SLOW_S, f"p95 latency {p95 * 1000:.0f} ms: frames are queueing"
+    # Queued frames would wait behind each other: after 30 frames the newest would be ~120
+    # frames (~4 s) old. Newest-frame-only keeps latency within about one processing time
+    # plus one capture interval, however slow a loaded machine makes both; compared with the
+    # processing time measured in this run, not with a wall-clock constant.
+    processing_p95 = float(np.percentile(session.stats.processing_times(), 95))
+    assert p95 < 2 * processing_p95 + 0.1, f"p95 latency {p95 * 1000:.0f} ms: frames queue"
     # about 4 of every 5 frames never reach the tracker, and that is what is reported
-    assert stats.dropped >= 3 * tracker.frame_idx
+    # (a queueing tracker drops none)
+    assert stats.dropped >= tracker.frame_idx
     assert abs(stats.captured - stats.processed - stats.dropped) <= 1
     assert page["dropped"] > 0 and page["latency_p95_ms"] is not None
     assert page["processing_p50_ms"] >= SLOW_S * 1000 and page["fps"] < 1.2 / SLOW_S

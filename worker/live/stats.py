@@ -77,6 +77,11 @@ class LiveStats:
         with self._lock:
             return [value for _, value in self._latency]
 
+    def processing_times(self) -> list[float]:
+        """Tracker seconds per frame of the last ``window`` frames, oldest first."""
+        with self._lock:
+            return [value for _, value in self._processing]
+
     def snapshot(self, captured: int, dropped: int) -> StatsSnapshot:
         now = time.monotonic()
         with self._lock:
