@@ -62,5 +62,5 @@ def test_interrupted_and_killed_job_resumes_exactly(
     verify(location, manifest)
     assert not (out / CHECKPOINT_DIR).exists()
     assert back_s > 0  # requeued once the heartbeats stopped, not while the worker lived
-    abandoned_after = FAST_WORKER_ENV["STREAMSEG_ABANDONED_AFTER_S"]  # no duration asserted:
-    print(f"\nkilled job requeued {back_s:.1f} s after SIGKILL (abandoned after {abandoned_after} s)")
+    after = FAST_WORKER_ENV["STREAMSEG_ABANDONED_AFTER_S"]  # printed, not asserted (load)
+    print(f"\nkilled job requeued {back_s:.1f} s after SIGKILL (abandoned after {after} s)")
