@@ -202,9 +202,10 @@ def markdown(
         for label, res in speed_result.items():
             runs = ", ".join(f"{v:.2f}" for v in res["fps_runs"])
             lines.append(f"| {label} | **{res['fps']:.2f}** | {runs} | {res['cpu_ms']:.0f} |")
-        if len(speed_result) == 2:
-            (a, ra), (b, rb) = speed_result.items()
-            lines += ["", f"fps ratio {a} / {b}: {ra['fps'] / rb['fps']:.2f}x"]
+        (first, ref), *others = speed_result.items()
+        lines += [""]
+        for label, res in others:
+            lines += [f"- fps ratio {first} / {label}: {ref['fps'] / res['fps']:.2f}x"]
         frames = next(iter(speed_result.values()))["frames"]
         lines += [f"({frames} timed frames per run; each run a fresh process.)"]
     if prompts is not None:
@@ -225,8 +226,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--speed-runs", type=int, default=5)
     parser.add_argument("--speed-frames", type=int, default=40)
     parser.add_argument(
-        "--baseline-tree",
-        type=Path,
+        "--tree",
+        action="append",
+        default=[],
+        metavar="LABEL=PATH",
         help="also time this source tree (e.g. `git archive` of an earlier commit), interleaved",
     )
     parser.add_argument("--skip", default="", help="comma list of: quality, speed, prompts")
@@ -244,8 +247,9 @@ def main(argv: list[str] | None = None) -> int:
     result = None
     if "speed" not in skip:
         trees = {"this version": ROOT}
-        if args.baseline_tree:
-            trees["baseline"] = args.baseline_tree
+        for item in args.tree:
+            label, _, path = item.partition("=")
+            trees[label] = Path(path)
         result = speed_side_by_side(
             args.data, trees, args.speed_runs, args.speed_frames, args.threads
         )

@@ -37,6 +37,7 @@ from tests.benchmarks.bench_lite import DEFAULT_DATA, SEQUENCES, load_sequence  
 from worker.lite.adapt import HeadParams  # noqa: E402
 from worker.lite.features import processing_size, to_input  # noqa: E402
 from worker.lite.motion import MotionParams  # noqa: E402
+from worker.lite.propagation import ReadoutParams  # noqa: E402
 from worker.lite.tracker import LiteParams, LiteTracker, cached_trunk  # noqa: E402
 
 WORK = Path("/tmp/lite-cv")
@@ -76,7 +77,8 @@ def cache(data: Path, work: Path, short_side: int) -> None:
 
 def candidates() -> dict[str, dict[str, LiteParams]]:
     """Step name -> candidate name -> settings, in the order the steps were built."""
-    base = LiteParams()
+    # the settings before this study (2 recent frames, radius 6), the base of every candidate
+    base = LiteParams(num_recent=2, readout=ReadoutParams(radius=6))
 
     def window(p: LiteParams, recent: int, radius: int) -> LiteParams:
         return replace(p, num_recent=recent, readout=replace(p.readout, radius=radius))
@@ -86,7 +88,8 @@ def candidates() -> dict[str, dict[str, LiteParams]]:
 
     steps: dict[str, dict[str, LiteParams]] = {"current": {"current": base}}
     steps["recent window, radius"] = {
-        f"recent{n}-radius{r}": window(base, n, r) for n, r in ((5, 6), (3, 9), (5, 9))
+        f"recent{n}-radius{r}": window(base, n, r)
+        for n, r in ((5, 6), (2, 9), (3, 9), (5, 9), (8, 9))
     }
     steps["DIS flow: warp, gate"] = {
         "warp": motion(base, warp=True),

@@ -27,7 +27,7 @@ from memory.lite_entries import FrameKeys
 class ReadoutParams:
     """Local-window top-k attention settings (window in stride-8 cells)."""
 
-    radius: int = 6
+    radius: int = 9
     top_k: int = 10
     temperature: float = 0.2
     tile: int = 8

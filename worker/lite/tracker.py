@@ -47,14 +47,15 @@ MAX_LOGIT = 20.0
 
 @dataclass(frozen=True)
 class LiteParams:
-    """Every setting of the lite engine (tuned on the ten DAVIS-2016 train sequences)."""
+    """Every setting of the lite engine; defaults chosen by leave-one-sequence-out CV on the
+    ten DAVIS-2016 train sequences (tests/benchmarks/lite_cv.py, BENCHMARKS.md)."""
 
     features: FeatureParams = field(default_factory=FeatureParams)
     readout: ReadoutParams = field(default_factory=ReadoutParams)
     refine: RefineParams = field(default_factory=RefineParams)
     motion: MotionParams = field(default_factory=MotionParams)
     head: HeadParams = field(default_factory=HeadParams)
-    num_recent: int = 2
+    num_recent: int = 8
 
     def policy(self) -> MemoryPolicy:
         """The bank's windows: the last ``num_recent`` frames, keys and masks together."""
