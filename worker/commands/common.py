@@ -88,7 +88,7 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
         "--precision",
         choices=PRECISIONS,
         default=None,
-        help=f"SAM 2 arithmetic: fp32 = exactly the official predictor's float32; bf16 = "
+        help=f"SAM 2 arithmetic: fp32 = the official predictor's float32 computation; bf16 = "
         f"bfloat16 autocast; auto = bf16 on CUDA and on CPUs with bf16 matrix instructions "
         f"(AMX, AVX-512 BF16), else fp32 (default: {DEFAULT_PRECISION})",
     )
