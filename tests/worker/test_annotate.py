@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,7 +70,8 @@ def row(out: str, name: str) -> list[str]:
 
 
 def truncated_video(videos_dir: Path, folder: Path) -> Path:
-    """test-sample2.mp4 (index first) cut inside packet 4: frame 0 decodes, frame 1 fails."""
+    """test-sample2.mp4 (index first) cut inside packet 4: the frames of packets 0-3 that
+    leave the decoder before it (1 to 4, by its reordering delay) decode, then it fails."""
     source = videos_dir / "test-sample2.mp4"
     with av.open(str(source)) as container:
         packets = [(p.pos, p.size) for p in itertools.islice(container.demux(video=0), 5)]
@@ -128,7 +130,9 @@ def test_mask_batch_summary_reports_each_video(
     assert "mask is 100x100, the video is 854x480" in tennis[-1]
     cut = row(stdout, "cut")
     assert cut[1] == "failed"
-    assert "truncated or corrupt video" in cut[-1] and "at frame 1 of 149" in cut[-1]
+    assert "truncated or corrupt video" in cut[-1]
+    at_frame = re.search(r"at frame (\d+) of 149", cut[-1])
+    assert at_frame is not None and 1 <= int(at_frame.group(1)) <= 4, cut[-1]
     assert not (out / "cut" / MANIFEST_FILE).exists()
     assert not (out / "cut" / "tracks.json").exists()
     assert stdout.rstrip().endswith("4 videos: 2 done, 2 failed")
