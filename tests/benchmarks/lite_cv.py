@@ -167,8 +167,9 @@ def leave_one_out(pool: dict[str, dict[str, float]]) -> list[tuple[str, str, flo
     return folds
 
 
-def report(work: Path) -> str:
-    """Markdown: per step, train and CV J&F; then the last step's folds."""
+def report(work: Path, allowed: set[str]) -> str:
+    """Markdown: per step, train and CV J&F; then the last step's folds. ``allowed``: if not
+    empty, only these candidates may be chosen (e.g. those fast enough)."""
     pool: dict[str, dict[str, float]] = {}
     lines = ["| step | candidates scored | train J&F (best on all ten) | CV J&F (leave one out) |"]
     lines += ["| --- | ---: | --- | ---: |"]
@@ -176,7 +177,7 @@ def report(work: Path) -> str:
     for step, cands in candidates().items():
         for label, params in cands.items():
             done = load_scores(work, label, params)
-            if done is not None:
+            if done is not None and (not allowed or label in allowed):
                 pool[label] = done
         if not pool:
             continue
@@ -200,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=("cache", "score", "report"))
     parser.add_argument("--step", default="", help="comma list of steps to score")
-    parser.add_argument("--only", default="", help="comma list of candidates to score")
+    parser.add_argument("--only", default="", help="comma list of candidates to score/report")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--work", type=Path, default=WORK)
     parser.add_argument("--short-side", type=int, default=320)
@@ -214,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         steps = [s for s in args.step.split(",") if s] or list(candidates())
         score(steps, {c for c in args.only.split(",") if c}, args.data, args.work)
     else:
-        print(report(args.work))
+        print(report(args.work, {c for c in args.only.split(",") if c}))
     return 0
 
 
