@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from jobs.errors import InputError
+from configs.errors import InputError
 
 _SAM2_URL = "https://dl.fbaipublicfiles.com/segment_anything_2/072824"
 _SAM21_URL = "https://dl.fbaipublicfiles.com/segment_anything_2/092824"
@@ -57,7 +57,7 @@ SAM2_MODELS: tuple[ModelSpec, ...] = (
 
 DEFAULT_MODEL = "sam2.1-tiny"
 
-# How the SAM 2 model computes (``worker.precision``): ``auto`` = bf16 autocast where the
+# How the SAM 2 model computes (``worker.engines.precision``): ``auto`` = bf16 autocast where the
 # hardware has bf16 matrix instructions (CUDA, AMX / AVX-512 BF16 CPUs), else float32.
 PRECISIONS = ("auto", "fp32", "bf16")
 DEFAULT_PRECISION = "auto"

@@ -35,8 +35,8 @@ class TrackerSettings:
     device: str | None = None  # None = cuda if available else cpu
     offload_memory_to_cpu: bool = False  # keep the memory bank in host RAM (GPU runs)
     cache_dir: Path = field(default_factory=default_cache_dir)
-    precision: str = DEFAULT_PRECISION  # auto | fp32 | bf16 (worker.precision)
-    compile: bool = False  # torch.compile SAM 2's components (worker.compile)
+    precision: str = DEFAULT_PRECISION  # auto | fp32 | bf16 (worker.engines.precision)
+    compile: bool = False  # torch.compile SAM 2's components (worker.engines.sam2video.compile)
 
 
 @dataclass(frozen=True)
@@ -80,8 +80,8 @@ class QueueSettings:
     declared abandoned ``abandoned_after_s`` after the last heartbeat and requeued by the next
     maintenance pass of any live worker, idle or busy (every ``maintenance_interval_s``), so it
     comes back within about ``abandoned_after_s + maintenance_interval_s`` (see
-    ``worker.rq_worker``). ``abandoned_after_s`` must stay well above the longest pause of a
-    healthy worker's heartbeat thread (a stalled disk, a swapping host).
+    ``worker.runtimes.queue.rq_hooks``). ``abandoned_after_s`` must stay well above the longest
+    pause of a healthy worker's heartbeat thread (a stalled disk, a swapping host).
     """
 
     redis_url: str = field(default_factory=lambda: _env("STREAMSEG_REDIS_URL", DEFAULT_REDIS_URL))

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from jobs.errors import InputError
+from configs.errors import InputError
 from jobs.exports import ExportVideo, FrameMasks, one_label_per_pixel
 from jobs.tracks import read_tracks, rle_to_mask
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from jobs.errors import InputError
+from configs.errors import InputError
 
 DEFAULT_BOUND_TH = 0.008
 _DIRECT_DILATION_MAX_RADIUS = 48  # 0.008 of a 4K diagonal is 36

@@ -28,7 +28,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from jobs.errors import InputError
+from configs.errors import InputError
 
 Point = tuple[float, float]
 Box = tuple[float, float, float, float]

@@ -2,9 +2,10 @@
 
 Jobs are RQ jobs calling :data:`JOB_FUNCTION` with one argument, the spec as JSON. They are
 stored with RQ's ``JSONSerializer`` so a payload read from Redis can never run code; workers also
-refuse any function but :data:`JOB_FUNCTION` (``worker.rq_worker``). Progress, the attempt count
-and a one-line failure reason travel in the job's ``meta`` (:class:`JobMeta`); a cancel request
-is a flag key the running job polls between frames (``jobs.redis_keys.job_cancel_key``).
+refuse any function but :data:`JOB_FUNCTION` (``worker.runtimes.queue.rq_hooks``). Progress, the
+attempt count and a one-line failure reason travel in the job's ``meta`` (:class:`JobMeta`); a
+cancel request is a flag key the running job polls between frames
+(``jobs.redis_keys.job_cancel_key``).
 """
 
 from __future__ import annotations
@@ -26,15 +27,15 @@ from rq.exceptions import DeserializationError, InvalidJobOperation, NoSuchJobEr
 from rq.job import Job, JobStatus, validate_job_id
 from rq.serializers import JSONSerializer
 
+from configs.errors import InputError, TransientError
 from configs.settings import QueueSettings
-from jobs.errors import InputError, TransientError
 from jobs.redis_keys import CANCEL_FLAG_TTL_S, job_cancel_key
 from jobs.spec import JobSpec, parse_spec
 
 if TYPE_CHECKING:  # fsspec is slow to import: ``streamseg submit`` never needs it
     from jobs.storage import Location, Manifest
 
-JOB_FUNCTION = "worker.job_runner.run_job"
+JOB_FUNCTION = "worker.runtimes.queue.job_runner.run_job"
 TERMINAL = frozenset({JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED})
 WAITING = frozenset({JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED, JobStatus.CREATED})
 FailureKind = Literal[
@@ -174,7 +175,7 @@ class JobQueue:
         The source is not opened here (that is the worker's job, and slow): the RQ timeout is
         sized from ``max_frames`` when given, else it is the backstop ``job_timeout_unknown_s``;
         the worker stops the job between frames once the length it finds allows no more
-        (``worker.job_runner``)."""
+        (``worker.runtimes.queue.job_runner``)."""
         spec = parse_spec(spec if isinstance(spec, JobSpec) else dict(spec))
         if job_id is not None:
             _check_job_id(job_id)

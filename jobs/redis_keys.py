@@ -9,7 +9,7 @@ from __future__ import annotations
 PREFIX = "streamseg"
 
 
-# ----- live sessions (worker.live.remote) ----------------------------------------------------
+# ----- live sessions (worker.runtimes.live.remote) ------------------------------------------------
 # A remote live session ``SID`` has three streams: frames (capture side -> tracker side, trimmed
 # to the newest few), results (tracker side -> capture side, trimmed too) and control (prompts
 # and commands, capture side -> tracker side; never trimmed below what a session can send).
@@ -34,7 +34,7 @@ def live_session_keys(session_id: str) -> tuple[str, str, str]:
     return live_frames_key(session_id), live_results_key(session_id), live_control_key(session_id)
 
 
-# ----- job queue (jobs.queue, worker.rq_worker, worker.job_runner) ----------------------------
+# ----- job queue (jobs.queue, worker.runtimes.queue.rq_hooks and .job_runner) ---------------------
 # Segmentation jobs live in RQ's own keys (``rq:queue:<name>``, ``rq:job:<id>``, registries), so
 # that ``rq info`` sees them; streamseg adds one flag per job that asks a running job to stop,
 # and one dead-letter list per queue: malformed entries a worker found and moved aside.

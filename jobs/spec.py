@@ -21,8 +21,8 @@ import numpy as np
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from configs.errors import InputError
 from configs.models import DEFAULT_MODEL, model_names
-from jobs.errors import InputError
 from jobs.prompts import Prompt, PromptSpec
 from jobs.urls import is_url
 

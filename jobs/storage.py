@@ -32,7 +32,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from jobs.errors import InputError, TransientError
+from configs.errors import InputError, TransientError
 from jobs.urls import is_url as is_url  # re-exported: callers say jobs.storage.is_url
 
 MANIFEST_NAME = "manifest.json"

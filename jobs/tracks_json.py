@@ -25,7 +25,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, model_validator
 
-from jobs.errors import InputError
+from configs.errors import InputError
 
 MAX_FRAME_PIXELS = 1 << 28  # 16384 x 16384: one decoded mask is this many bytes
 

@@ -54,7 +54,7 @@ def _limit_threads() -> None:
 def sam2_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A seeded random ``sam2.1-tiny`` checkpoint (``{"model": state_dict}``)."""
     from configs.models import get_model_spec
-    from worker.random_checkpoint import make_random_checkpoint
+    from tests.support.random_checkpoint import make_random_checkpoint
 
     path = tmp_path_factory.mktemp("checkpoints") / "sam2.1_hiera_tiny_random.pt"
     return make_random_checkpoint(get_model_spec(TEST_MODEL), path, seed=0)
@@ -64,7 +64,7 @@ def sam2_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def loaded_model(sam2_checkpoint: Path):
     """The test checkpoint loaded by streamseg on CPU at the small test image size."""
     from configs.models import get_model_spec
-    from worker.sam2_model import cached_model
+    from worker.engines.sam2video.model import cached_model
 
     return cached_model(get_model_spec(TEST_MODEL), sam2_checkpoint, TEST_IMAGE_SIZE, "cpu")
 

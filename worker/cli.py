@@ -20,7 +20,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 
-from jobs.errors import StreamsegError
+from configs.errors import StreamsegError
 
 COMMAND_MODULES = (
     "worker.commands.segment",

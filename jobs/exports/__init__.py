@@ -15,7 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
-from jobs.errors import InputError
+from configs.errors import InputError
 from jobs.tracks import mask_bbox as tracks_mask_bbox
 
 DEFAULT_LABEL = "object"

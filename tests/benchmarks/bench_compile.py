@@ -3,8 +3,8 @@
     python tests/benchmarks/bench_compile.py --size 512 --frames 8 --objects 1
 
 One process builds two float32 trackers on the same random-weight sam2.1-tiny checkpoint, one
-eager and one compiled (``worker.compile.compile_sam2``, the components the official
-``SAM2VideoPredictorVOS`` compiles), and feeds both the same frames of the juggle clip,
+eager and one compiled (``worker.engines.sam2video.compile.compile_sam2``, the components the
+official ``SAM2VideoPredictorVOS`` compiles), and feeds both the same frames of the juggle clip,
 interleaved frame by frame. Reported: the compiled side's first two frames (compilation of
 the prompted-frame and tracked-frame graphs lands there), the median seconds per frame of
 both sides over the frames after those, their ratio, and the largest mask-logit difference
@@ -37,11 +37,11 @@ def main() -> None:
 
     from configs.models import get_model_spec
     from jobs.prompts import Prompt
-    from worker.compile import use_compile_cache
-    from worker.random_checkpoint import make_random_checkpoint
-    from worker.sam2_model import load_model
-    from worker.tracker import StreamingTracker
-    from worker.video_source import open_video
+    from tests.support.random_checkpoint import make_random_checkpoint
+    from worker.engines.sam2video.compile import use_compile_cache
+    from worker.engines.sam2video.model import load_model
+    from worker.engines.sam2video.tracker import StreamingTracker
+    from worker.video.source import open_video
 
     torch.set_num_threads(args.threads)
     work = Path(tempfile.gettempdir()) / "streamseg-bench"

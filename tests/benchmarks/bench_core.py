@@ -39,7 +39,7 @@ CLICKS = [(300, 200), (600, 300), (150, 400), (750, 120)]
 
 def make_folder(frames: int, workdir: Path) -> Path:
     """``frames`` JPEGs from bedroom.mp4 (looped: 200 frames), decoded once with PyAV."""
-    from worker.video_source import open_video
+    from worker.video.source import open_video
 
     folder = workdir / f"frames{frames}"
     if folder.exists():
@@ -60,9 +60,9 @@ def run_ours(folder: Path, objects: int, checkpoint: Path, size: int, device: st
     """Frames tracked and seconds spent (decode + track + masks; model loading excluded)."""
     from configs.models import get_model_spec
     from jobs.prompts import Prompt
-    from worker.sam2_model import load_model
-    from worker.tracker import StreamingTracker
-    from worker.video_source import open_video
+    from worker.engines.sam2video.model import load_model
+    from worker.engines.sam2video.tracker import StreamingTracker
+    from worker.video.source import open_video
 
     loaded = load_model(get_model_spec(MODEL), checkpoint, size, device)
     start = time.perf_counter()
@@ -109,7 +109,7 @@ E2E_CLICKS = [
 
 def make_clip_folder(frames: int, workdir: Path) -> Path:
     """The first ``frames`` frames of the 1280x720 juggle clip as JPEG (quality 95)."""
-    from worker.video_source import open_video
+    from worker.video.source import open_video
 
     folder = workdir / f"juggle{frames}"
     if folder.exists():
@@ -201,7 +201,7 @@ def e2e(opts: argparse.Namespace) -> None:
 
     import torch
 
-    from worker.precision import autocast_dtype
+    from worker.engines.precision import autocast_dtype
 
     folder = make_clip_folder(opts.frames, opts.workdir)
     default = autocast_dtype("auto", torch.device(opts.device))
@@ -330,7 +330,7 @@ def main() -> None:
     opts.workdir.mkdir(parents=True, exist_ok=True)
     if opts.checkpoint is None:
         from configs.models import get_model_spec
-        from worker.random_checkpoint import make_random_checkpoint
+        from tests.support.random_checkpoint import make_random_checkpoint
 
         opts.checkpoint = opts.workdir / "random-sam2.1-tiny.pt"
         if not opts.checkpoint.exists():

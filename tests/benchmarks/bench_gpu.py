@@ -4,7 +4,7 @@
     python tests/benchmarks/bench_gpu.py --device cpu --quick --out DIR  # CPU dry run (tests)
 
 It makes its own H.264 clip (1080p, moving discs; ``--quick``: 160x96, 3 frames) and random
-checkpoints (``worker/random_checkpoint.py``), then for each model (sam2.1-tiny, -large;
+checkpoints (``tests/support/random_checkpoint.py``), then for each model (sam2.1-tiny, -large;
 ``--quick``: tiny) and object count (1, 8; ``--quick``: 1) measures, in this order, so that
 every case sees the same machine:
 
@@ -84,7 +84,7 @@ def make_clip(plan: Plan) -> tuple[Path, Path]:
     import cv2
     from PIL import Image
 
-    from worker.video_source import open_video
+    from worker.video.source import open_video
 
     clip, jpegs = plan.out / "clip.mp4", plan.out / "jpeg"
     jpegs.mkdir(parents=True, exist_ok=True)
@@ -110,7 +110,7 @@ def make_clip(plan: Plan) -> tuple[Path, Path]:
 
 def checkpoint_for(plan: Plan, model: str) -> Path:
     from configs.models import get_model_spec
-    from worker.random_checkpoint import make_random_checkpoint
+    from tests.support.random_checkpoint import make_random_checkpoint
 
     path = plan.out / f"random-{model}.pt"
     if not path.exists():
@@ -142,9 +142,9 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 # ----- the cases ------------------------------------------------------------------------
 def run_streamseg_track(plan: Plan, model: str, objects: int, clip: Path, masks: dict):
     from configs.models import get_model_spec
-    from worker.sam2_model import load_model
-    from worker.tracker import StreamingTracker
-    from worker.video_source import open_video
+    from worker.engines.sam2video.model import load_model
+    from worker.engines.sam2video.tracker import StreamingTracker
+    from worker.video.source import open_video
 
     start = time.perf_counter()
     loaded = load_model(
@@ -168,8 +168,8 @@ def run_streamseg_track(plan: Plan, model: str, objects: int, clip: Path, masks:
 def run_streamseg_e2e(plan: Plan, model: str, objects: int, clip: Path, masks: dict):
     from configs.settings import TrackerSettings
     from jobs.tracks import read_tracks
-    from worker.engines import load_engine
-    from worker.pipeline import SegmentRequest, segment_video
+    from worker.engines.registry import load_engine
+    from worker.pipeline.segment import SegmentRequest, segment_video
 
     start = time.perf_counter()
     settings = TrackerSettings(

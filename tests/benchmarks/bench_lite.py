@@ -36,7 +36,7 @@ from PIL import Image  # noqa: E402
 
 from jobs.metrics import EvalReport, evaluate_sequence, region_similarity  # noqa: E402
 from jobs.prompts import Prompt  # noqa: E402
-from worker.lite.tracker import LiteTracker  # noqa: E402
+from worker.engines.lite.tracker import LiteTracker  # noqa: E402
 
 SEQUENCES = (
     "bear boat breakdance-flare car-turn dog-agility kite-walk mallard-water rollerblade "

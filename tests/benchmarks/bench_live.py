@@ -36,10 +36,10 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from tests.worker.live_support import SlowTracker  # noqa: E402
-from worker.live.capture import Capture  # noqa: E402
-from worker.live.server import LiveServer  # noqa: E402
-from worker.live.session import LiveSession  # noqa: E402
-from worker.live.sources import SyntheticSource  # noqa: E402
+from worker.runtimes.live.capture import Capture  # noqa: E402
+from worker.runtimes.live.server import LiveServer  # noqa: E402
+from worker.runtimes.live.session import LiveSession  # noqa: E402
+from worker.runtimes.live.sources import SyntheticSource  # noqa: E402
 
 OLD_COMMIT = "e47e1d1"
 
@@ -47,7 +47,7 @@ OLD_COMMIT = "e47e1d1"
 def old_server_class():
     """The standard-library LiveServer as it was before issue 13."""
     source = subprocess.run(
-        ["git", "show", f"{OLD_COMMIT}:worker/live/server.py"],
+        ["git", "show", f"{OLD_COMMIT}:worker/runtimes/live/server.py"],
         cwd=ROOT, check=True, capture_output=True, text=True,
     ).stdout  # fmt: skip
     path = Path(tempfile.mkdtemp()) / "old_live_server.py"
@@ -144,8 +144,8 @@ def websocket(seconds: float) -> list[float]:
     import aiohttp
     import cv2
 
-    from worker.live.browser_camera import BrowserCameraSource
-    from worker.live.sources import synthetic_frame
+    from worker.runtimes.live.browser_camera import BrowserCameraSource
+    from worker.runtimes.live.sources import synthetic_frame
 
     camera = BrowserCameraSource(320, 240)
     session = LiveSession(Capture(camera), lambda: SlowTracker(0.05), stall_timeout=1e9)

@@ -31,8 +31,8 @@ def child(args: argparse.Namespace) -> None:
 
     from configs.models import get_model_spec
     from jobs.prompts import Prompt
-    from worker.sam2_model import load_model
-    from worker.tracker import StreamingTracker
+    from worker.engines.sam2video.model import load_model
+    from worker.engines.sam2video.tracker import StreamingTracker
 
     torch.set_num_threads(args.threads)
     loaded = load_model(get_model_spec("sam2.1-tiny"), args.checkpoint, args.size, "cpu", "fp32")
@@ -69,7 +69,7 @@ def main() -> None:
         return child(args)
     if args.checkpoint is None:
         from configs.models import get_model_spec
-        from worker.random_checkpoint import make_random_checkpoint
+        from tests.support.random_checkpoint import make_random_checkpoint
 
         args.checkpoint = Path(tempfile.gettempdir()) / "streamseg-bench" / "random-sam2.1-tiny.pt"
         if not args.checkpoint.exists():

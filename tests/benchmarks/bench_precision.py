@@ -31,8 +31,8 @@ def main() -> None:
     import torch
 
     from configs.models import get_model_spec
-    from worker.precision import autocast_dtype, cpu_has_bf16_matmul
-    from worker.sam2_model import build_sam2
+    from worker.engines.precision import autocast_dtype, cpu_has_bf16_matmul
+    from worker.engines.sam2video.model import build_sam2
 
     torch.set_num_threads(args.threads)
     cpu = torch.device("cpu")

@@ -158,7 +158,7 @@ def requeue_once(repo: Path, scenario: str, url: str, checkpoint: Path, clip: Pa
 def bench_requeue(repos: dict[str, Path], runs: int, url: str, tmp: Path) -> None:
     from configs.models import get_model_spec
     from tests.conftest import frames_folder
-    from worker.random_checkpoint import make_random_checkpoint
+    from tests.support.random_checkpoint import make_random_checkpoint
 
     checkpoint = make_random_checkpoint(get_model_spec("sam2.1-tiny"), tmp / "tiny.pt", seed=0)
     clip = frames_folder(tmp / "bear", DAVIS, 0, 40)

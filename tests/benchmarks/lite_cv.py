@@ -34,11 +34,11 @@ import torch  # noqa: E402
 from jobs.metrics import evaluate_sequence  # noqa: E402
 from jobs.prompts import Prompt  # noqa: E402
 from tests.benchmarks.bench_lite import DEFAULT_DATA, SEQUENCES, load_sequence  # noqa: E402
-from worker.lite.adapt import HeadParams  # noqa: E402
-from worker.lite.features import processing_size, to_input  # noqa: E402
-from worker.lite.motion import MotionParams  # noqa: E402
-from worker.lite.propagation import ReadoutParams  # noqa: E402
-from worker.lite.tracker import LiteParams, LiteTracker, cached_trunk  # noqa: E402
+from worker.engines.lite.adapt import HeadParams  # noqa: E402
+from worker.engines.lite.features import processing_size, to_input  # noqa: E402
+from worker.engines.lite.motion import MotionParams  # noqa: E402
+from worker.engines.lite.propagation import ReadoutParams  # noqa: E402
+from worker.engines.lite.tracker import LiteParams, LiteTracker, cached_trunk  # noqa: E402
 
 WORK = Path("/tmp/lite-cv")
 

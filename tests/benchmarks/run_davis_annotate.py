@@ -64,7 +64,7 @@ def model_flags(args: argparse.Namespace, out: Path) -> list[str]:
 def random_checkpoint(path: Path) -> Path:
     sys.path.insert(0, str(ROOT))
     from configs.models import get_model_spec
-    from worker.random_checkpoint import make_random_checkpoint
+    from tests.support.random_checkpoint import make_random_checkpoint
 
     if not path.is_file():
         make_random_checkpoint(get_model_spec(RANDOM_MODEL), path, seed=0)

@@ -22,8 +22,8 @@ from PIL import Image
 
 from tests.conftest import PROJECT_ROOT, frames_folder
 from tests.jobs.conftest import WorkerFactory, wait_for
-from worker.batch.manifest import OutputRequest, complete_manifest
 from worker.cli import main
+from worker.runtimes.batch.manifest import OutputRequest, complete_manifest
 
 CLIP = 3  # frames per DAVIS clip
 LITE_ARGS = ["--model", "lite", "--image-size", "240"]

@@ -22,7 +22,7 @@ import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from jobs.errors import InputError
+from configs.errors import InputError
 from jobs.exports import ExportVideo, FrameMasks, mask_bbox
 from jobs.exports.cvat import CvatLayout, encode_cvat_mask, write_cvat_video
 from jobs.exports.davis_png import write_davis_pngs

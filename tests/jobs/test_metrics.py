@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jobs.errors import InputError
+from configs.errors import InputError
 from jobs.mask_io import read_mask_folder, read_mask_png
 from jobs.metrics import (
     EvalReport,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jobs.errors import InputError
+from configs.errors import InputError
 from jobs.prompts import (
     Prompt,
     check_prompt_frames,

@@ -18,8 +18,8 @@ from PIL import Image
 from jobs.prompts import Prompt
 from jobs.storage import Retrier, open_location
 from jobs.tracks import spool_path_for
-from worker.job_checkpoint import Checkpointer, CheckpointStore, restore
-from worker.pipeline import (
+from worker.engines.sam2video.tracker import FrameResult, ObjectResult
+from worker.pipeline.segment import (
     TRACKS_FILE,
     Cancelled,
     ResumeFailed,
@@ -27,7 +27,7 @@ from worker.pipeline import (
     SegmentRequest,
     segment_video,
 )
-from worker.tracker import FrameResult, ObjectResult
+from worker.runtimes.queue.job_checkpoint import Checkpointer, CheckpointStore, restore
 
 FRAMES, WIDTH, HEIGHT = 11, 40, 30
 PROMPTS = [Prompt(1, 0, points=((5.0, 5.0),), labels=(1,)), Prompt(2, 5, box=(1, 1, 20, 20))]

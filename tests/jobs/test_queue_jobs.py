@@ -143,7 +143,7 @@ def test_bad_jobs_fail_at_once_and_the_worker_goes_on(
     from rq import Retry
     from rq.job import Job
 
-    from jobs.errors import InputError
+    from configs.errors import InputError
 
     good = spec_dict(
         bear_clip, tmp_path / "good", sam2_checkpoint, max_frames=1, prompts=ONE_FRAME_PROMPTS

@@ -10,9 +10,9 @@ import fsspec
 import numpy as np
 import pytest
 
+from configs.errors import InputError, TransientError
 from configs.settings import QueueSettings
 from jobs.dead_letter import DeadLetter, find_dead_letter, move_aside, read_dead_letters
-from jobs.errors import InputError, TransientError
 from jobs.prompts import Prompt
 from jobs.queue import JobQueue
 from jobs.redis_keys import job_cancel_key
@@ -27,8 +27,8 @@ from jobs.storage import (
     verify,
 )
 from tests.jobs.conftest import unique_queue
-from worker.job_checkpoint import CheckpointState, CheckpointStore, SpoolPart, _cut
-from worker.rq_worker import classify
+from worker.runtimes.queue.job_checkpoint import CheckpointState, CheckpointStore, SpoolPart, _cut
+from worker.runtimes.queue.rq_hooks import classify
 
 SPEC = {"source": "/v.mp4", "output": "/out", "prompts": [{"object": 1, "box": [0, 0, 5, 5]}]}
 
@@ -164,9 +164,9 @@ def test_checkpoint_store_commits_last_and_keeps_only_its_files():
 def test_failures_are_classified():
     from rq.exceptions import AbandonedJobError, DeserializationError
 
-    from jobs.errors import VideoDecodeError
-    from worker.job_runner import WorkerStopping
-    from worker.pipeline import Cancelled
+    from configs.errors import VideoDecodeError
+    from worker.pipeline.segment import Cancelled
+    from worker.runtimes.queue.job_runner import WorkerStopping
 
     assert classify(Cancelled("cancelled at frame 3")).kind == "cancelled"
     assert classify(DeserializationError()).kind == "rejected"

@@ -18,7 +18,7 @@ from rq import Worker
 from configs.settings import load_settings
 from jobs.queue import JobQueue
 from tests.jobs.conftest import spec_dict, streamseg, wait_for
-from worker.job_checkpoint import CHECKPOINT_DIR
+from worker.runtimes.queue.job_checkpoint import CHECKPOINT_DIR
 
 RESTARTS = 6
 

@@ -10,7 +10,7 @@ from configs.settings import load_settings
 from jobs.queue import JobQueue
 from jobs.storage import open_location, read_manifest, verify
 from tests.jobs.conftest import FAST_WORKER_ENV, spec_dict, wait_for
-from worker.job_checkpoint import CHECKPOINT_DIR
+from worker.runtimes.queue.job_checkpoint import CHECKPOINT_DIR
 
 
 def test_interrupted_and_killed_job_resumes_exactly(

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from jobs.errors import InputError
+from configs.errors import InputError
 from jobs.tracks import (
     SpoolState,
     Tracks,

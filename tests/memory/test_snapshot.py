@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from jobs.prompts import Prompt
-from worker.tracker import StreamingTracker
+from worker.engines.sam2video.tracker import StreamingTracker
 
 
 def test_restore_continues_bit_exactly(loaded_model, davis_root):

@@ -11,11 +11,11 @@ from pathlib import Path
 import av
 import numpy as np
 
-from jobs.errors import InputError
+from configs.errors import InputError
 from jobs.prompts import Prompt
 from tests.redis_support import free_port, redis_server  # noqa: F401 (re-exported)
-from worker.live.sources import Disc, synthetic_frame
-from worker.tracker import FrameResult, ObjectResult
+from worker.engines.sam2video.tracker import FrameResult, ObjectResult
+from worker.runtimes.live.sources import Disc, synthetic_frame
 
 REDIS_SERVER = "/usr/bin/redis-server"
 

@@ -23,17 +23,17 @@ import torch
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from jobs.errors import InputError
+from configs.errors import InputError
 from jobs.mask_io import read_mask_png
 from jobs.tracks import read_tracks
 from tests.conftest import TEST_IMAGE_SIZE, TEST_MODEL, frames_folder
-from worker.batch.exports import ExportKind, parse_exports
-from worker.batch.inputs import discover_inputs
-from worker.batch.manifest import MANIFEST_FILE, OutputRequest, complete_manifest
-from worker.batch.runner import Status, VideoResult
-from worker.batch.summary import exit_code, format_summary
 from worker.cli import main
-from worker.video_source import open_video
+from worker.runtimes.batch.exports import ExportKind, parse_exports
+from worker.runtimes.batch.inputs import discover_inputs
+from worker.runtimes.batch.manifest import MANIFEST_FILE, OutputRequest, complete_manifest
+from worker.runtimes.batch.runner import Status, VideoResult
+from worker.runtimes.batch.summary import exit_code, format_summary
+from worker.video.source import open_video
 
 CLIP = 3  # frames per DAVIS clip
 
@@ -272,7 +272,7 @@ def _argv(batch: Path) -> list[object]:
 def test_interrupted_batch_resumes_with_the_rest(
     prompt_batch: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
-    import worker.batch.runner as runner_module
+    import worker.runtimes.batch.runner as runner_module
 
     real = runner_module.segment_video
 
@@ -412,8 +412,8 @@ def test_summary_table_and_exit_code() -> None:
 
 def test_prompt_sources_read_yaml_and_indexed_masks(tmp_path: Path) -> None:
     from jobs.mask_io import write_indexed_png
-    from worker.batch.inputs import VideoInput
-    from worker.batch.prompt_sources import FirstFrameMasks, PromptsFile
+    from worker.runtimes.batch.inputs import VideoInput
+    from worker.runtimes.batch.prompt_sources import FirstFrameMasks, PromptsFile
 
     (tmp_path / "prompts.yml").write_text(
         "clip.mp4:\n  - {object: 2, points: [[10, 20], [30, 40]], labels: [1, 0]}\n"

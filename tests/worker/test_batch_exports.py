@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jobs.errors import InputError
+from configs.errors import InputError
 from jobs.tracks import TracksWriter, VideoMeta
 from tests.conftest import frames_folder
-from worker.batch.exports import ExportKind, write_exports
 from worker.cli import main
+from worker.runtimes.batch.exports import ExportKind, write_exports
 
 FRAMES = 4
 
@@ -68,10 +68,10 @@ def test_annotate_refuses_a_davis_id_before_tracking(davis_root: Path, tmp_path:
 def test_annotate_queue_refuses_a_davis_id_before_submitting(tmp_path: Path) -> None:
     """The job spec is built (and the ids checked) before anything reaches the queue:
     ``spec()`` never touches it, so no queue is given."""
-    from worker.batch.inputs import VideoInput
-    from worker.batch.prompt_sources import PromptsFile
-    from worker.batch.queued import QueuedBatch, QueueModel
-    from worker.batch.runner import BatchOptions
+    from worker.runtimes.batch.inputs import VideoInput
+    from worker.runtimes.batch.prompt_sources import PromptsFile
+    from worker.runtimes.batch.queued import QueuedBatch, QueueModel
+    from worker.runtimes.batch.runner import BatchOptions
 
     path = tmp_path / "prompts.json"
     path.write_text(json.dumps({"bear": [{"object": 300, "box": [1, 2, 30, 40]}]}))

@@ -322,7 +322,7 @@ def test_a_run_removes_the_debris_of_killed_runs(clips, tmp_path):
 
 def test_resumed_run_keeps_its_spool(tmp_path):
     """Debris removal spares the spool a crash-resume continues from (and only then)."""
-    from worker.output_dir import remove_debris
+    from worker.pipeline.output_dir import remove_debris
 
     names = ("tracks.json", "overlay.mp4")
     for keep in (True, False):

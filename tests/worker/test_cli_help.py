@@ -109,9 +109,9 @@ def test_help_shows_the_effective_defaults(command, fragments):
 def test_help_defaults_match_the_code():
     """The help texts quote constants of modules --help must not import."""
     from jobs.metrics import DEFAULT_BOUND_TH
-    from worker.batch.exports import DEFAULT_EXPORTS, ExportKind
     from worker.commands.annotate import HELP_DEFAULT_EXPORTS, HELP_EXPORT_KINDS
     from worker.commands.eval import HELP_DEFAULT_BOUND_TH
+    from worker.runtimes.batch.exports import DEFAULT_EXPORTS, ExportKind
 
     assert HELP_DEFAULT_BOUND_TH == DEFAULT_BOUND_TH
     assert HELP_EXPORT_KINDS == tuple(kind.value for kind in ExportKind)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from jobs.tracks import mask_bbox
-from worker.demo_video import SampleSpec, sample_frames, write_sample_video
-from worker.video_source import open_video
+from worker.video.demo_clip import SampleSpec, sample_frames, write_sample_video
+from worker.video.source import open_video
 
 
 def test_sample_is_deterministic_and_its_object_moves():

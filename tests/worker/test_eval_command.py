@@ -13,8 +13,8 @@ from pycocotools import mask as mask_utils
 
 from jobs.mask_io import read_mask_folder, write_indexed_png
 from jobs.tracks import TracksWriter, VideoMeta
-from worker.batch.exports import ExportKind, write_exports
 from worker.cli import main
+from worker.runtimes.batch.exports import ExportKind, write_exports
 
 SEQUENCE = "dog-agility"  # 25 frames
 SHIFT = 16  # pixels to the right

@@ -19,8 +19,8 @@ import torch
 from configs.models import get_model_spec
 from jobs.prompts import Prompt
 from tests.conftest import TEST_MODEL, frames_folder
-from worker.sam2_model import load_model
-from worker.tracker import StreamingTracker
+from worker.engines.sam2video.model import load_model
+from worker.engines.sam2video.tracker import StreamingTracker
 
 BENCH_GPU = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_gpu.py"
 

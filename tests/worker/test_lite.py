@@ -10,28 +10,28 @@ import pytest
 import torch
 from PIL import Image
 
-from jobs.errors import InputError
+from configs.errors import InputError
 from jobs.metrics import region_similarity
 from jobs.prompts import Prompt
-from worker.lite.adapt import HeadParams, fit_head, head_gate
-from worker.lite.efficientnet_lite0 import (
+from worker.engines.lite.adapt import HeadParams, fit_head, head_gate
+from worker.engines.lite.efficientnet_lite0 import (
     MEAN,
     STD,
     EfficientNetLite0,
     load_efficientnet_lite0,
     weights_path,
 )
-from worker.lite.features import LiteTrunk
-from worker.lite.motion import FlowField, MotionParams
-from worker.lite.prompt_masks import box_mask, points_mask
-from worker.lite.propagation import (
+from worker.engines.lite.features import LiteTrunk
+from worker.engines.lite.motion import FlowField, MotionParams
+from worker.engines.lite.prompt_masks import box_mask, points_mask
+from worker.engines.lite.propagation import (
     MemoryFrame,
     ReadoutParams,
     coarse_values,
     frame_keys,
     readout,
 )
-from worker.lite.tracker import LiteParams, LiteTracker, cached_trunk
+from worker.engines.lite.tracker import LiteParams, LiteTracker, cached_trunk
 
 
 def _frames(davis_root: Path, seq: str, count: int) -> tuple[list, list]:
@@ -322,7 +322,7 @@ def test_bad_inputs_are_one_line_errors(dog: tuple[list, list]) -> None:
 
 def test_engine_builds_lite_trackers() -> None:
     from configs.settings import TrackerSettings
-    from worker.engines import load_engine
+    from worker.engines.registry import load_engine
 
     engine = load_engine(TrackerSettings(model="lite"))
     assert engine.name == "lite" and engine.meta["device"] == "cpu"

@@ -16,11 +16,11 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.worker.live_support import SlowTracker, http_request, wait_until, write_synthetic_clip
-from worker.live.capture import Capture
-from worker.live.controls import MAX_OBJECTS
-from worker.live.server import MAX_BODY, LiveServer
-from worker.live.session import LiveSession
-from worker.live.sources import SyntheticSource, VideoFileSource
+from worker.runtimes.live.capture import Capture
+from worker.runtimes.live.controls import MAX_OBJECTS
+from worker.runtimes.live.server import MAX_BODY, LiveServer
+from worker.runtimes.live.session import LiveSession
+from worker.runtimes.live.sources import SyntheticSource, VideoFileSource
 
 TOKEN = "s3cret-token-for-tests"
 JSON = {"Content-Type": "application/json"}

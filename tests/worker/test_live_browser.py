@@ -21,10 +21,10 @@ from tests.worker.live_support import (
     wait_until,
     write_synthetic_clip,
 )
-from worker.live.capture import Capture
-from worker.live.server import LiveServer
-from worker.live.session import LiveSession
-from worker.live.sources import DISC_COLOR, VideoFileSource, synthetic_disc
+from worker.runtimes.live.capture import Capture
+from worker.runtimes.live.server import LiveServer
+from worker.runtimes.live.session import LiveSession
+from worker.runtimes.live.sources import DISC_COLOR, VideoFileSource, synthetic_disc
 
 WIDTH, HEIGHT, FPS = 320, 240, 15
 PERIOD = 160  # frames: synthetic_disc repeats, so a looped clip of whole periods is seamless
@@ -95,8 +95,8 @@ def _tinted(pixel: np.ndarray, base: tuple[int, int, int] = DISC_COLOR) -> bool:
 def make_lite_tracker():
     """The weights-included ``lite`` engine (a trained model: its masks follow objects)."""
     from configs.settings import TrackerSettings
-    from worker.engines import load_engine
-    from worker.video_source import VideoInfo
+    from worker.engines.registry import load_engine
+    from worker.video.source import VideoInfo
 
     engine = load_engine(TrackerSettings(model="lite", device="cpu"), show_progress=False)
     info = VideoInfo(WIDTH, HEIGHT, FPS, None, None, 0, "clip")

@@ -16,12 +16,12 @@ import pytest
 
 from jobs.overlay import object_color
 from tests.worker.live_support import chromium_driver, torch_threads, wait_until
-from worker.live.browser_camera import BrowserCameraSource
-from worker.live.capture import Capture
-from worker.live.server import LiveServer
-from worker.live.session import LiveSession
-from worker.live.sources import synthetic_frame
-from worker.live.tls import self_signed_context
+from worker.runtimes.live.browser_camera import BrowserCameraSource
+from worker.runtimes.live.capture import Capture
+from worker.runtimes.live.server import LiveServer
+from worker.runtimes.live.session import LiveSession
+from worker.runtimes.live.sources import synthetic_frame
+from worker.runtimes.live.tls import self_signed_context
 
 WIDTH, HEIGHT, FPS = 320, 240, 10
 CLIP_FRAMES = 300
@@ -77,7 +77,7 @@ class FinalMasks:
 @pytest.fixture(scope="module")
 def lite_engine():
     from configs.settings import TrackerSettings
-    from worker.engines import load_engine
+    from worker.engines.registry import load_engine
 
     return load_engine(TrackerSettings(model="lite", device="cpu"), show_progress=False)
 
@@ -86,7 +86,7 @@ def lite_engine():
 def test_browser_camera_click_masks_the_object_in_the_frame_clicked(
     tmp_path: Path, lite_engine, scheme: str
 ) -> None:
-    from worker.video_source import VideoInfo
+    from worker.video.source import VideoInfo
 
     clip = write_y4m(tmp_path / "camera.y4m")
     camera = RecordingCamera(WIDTH, HEIGHT)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import av
 import pytest
+from worker.live.remote_session_job import RemoteTrackerLoop
 
 from jobs.tracks import read_tracks
 from tests.conftest import PROJECT_ROOT, TEST_IMAGE_SIZE, TEST_MODEL
@@ -31,9 +32,8 @@ from tests.worker.live_support import (
     write_synthetic_clip,
 )
 from worker.commands import live as live_command
-from worker.live import remote_wire as wire
-from worker.live.remote_worker import RemoteTrackerLoop
-from worker.live.sources import SourceError, synthetic_frame
+from worker.runtimes.live import remote_wire as wire
+from worker.runtimes.live.sources import SourceError, synthetic_frame
 
 
 def _model_flags(checkpoint: Path) -> list[str]:

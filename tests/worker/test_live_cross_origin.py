@@ -11,10 +11,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from tests.worker.live_support import SlowTracker, chromium_driver, wait_until
-from worker.live.capture import Capture
-from worker.live.server import LiveServer
-from worker.live.session import LiveSession
-from worker.live.sources import SyntheticSource
+from worker.runtimes.live.capture import Capture
+from worker.runtimes.live.server import LiveServer
+from worker.runtimes.live.session import LiveSession
+from worker.runtimes.live.sources import SyntheticSource
 
 _ATTACK_PAGE = """<!doctype html><html><head><title>attacker</title></head><body>
 <form id="plain" method="POST" action="VICTIM/api/reset" enctype="text/plain">

@@ -9,6 +9,13 @@ from pathlib import Path
 
 import pytest
 from rq import Queue, SimpleWorker
+from worker.live.remote_session_job import (
+    RemoteModel,
+    RemoteSessionSpec,
+    RemoteSummary,
+    RemoteTrackerLoop,
+    run_remote_session_job,
+)
 
 from jobs.redis_keys import LIVE_QUEUE, live_session_keys
 from jobs.tracks import read_tracks
@@ -19,19 +26,12 @@ from tests.worker.live_support import (
     torch_threads,
     write_synthetic_clip,
 )
-from worker.live import remote_wire as wire
-from worker.live.capture import Capture
-from worker.live.recorder import Recorder
-from worker.live.remote_capture import RemoteCaptureSession
-from worker.live.remote_worker import (
-    RemoteModel,
-    RemoteSessionSpec,
-    RemoteSummary,
-    RemoteTrackerLoop,
-    run_remote_session_job,
-)
-from worker.live.session import Status
-from worker.live.sources import SyntheticSource, VideoFileSource
+from worker.runtimes.live import remote_wire as wire
+from worker.runtimes.live.capture import Capture
+from worker.runtimes.live.recorder import Recorder
+from worker.runtimes.live.remote_capture import RemoteCaptureSession
+from worker.runtimes.live.session import Status
+from worker.runtimes.live.sources import SyntheticSource, VideoFileSource
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +129,7 @@ def test_tracker_side_stops_when_the_capture_side_goes_away(redis_url: str) -> N
 
 
 def test_unreachable_redis_is_a_one_line_error() -> None:
-    from jobs.errors import TransientError
+    from configs.errors import TransientError
     from tests.worker.live_support import free_port
 
     with pytest.raises(TransientError, match=r"cannot reach Redis at redis://127\.0\.0\.1:"):

@@ -16,13 +16,13 @@ import pytest
 from jobs.overlay import object_color
 from jobs.tracks import read_tracks
 from tests.worker.live_support import SlowTracker, wait_until
-from worker.live.capture import Capture
-from worker.live.controls import PromptCommand, anchored
-from worker.live.recorder import Recorder
-from worker.live.server import LiveServer
-from worker.live.session import LiveSession, Status
-from worker.live.sources import Disc, SyntheticSource, synthetic_frame
-from worker.video_source import open_video
+from worker.runtimes.live.capture import Capture
+from worker.runtimes.live.controls import PromptCommand, anchored
+from worker.runtimes.live.recorder import Recorder
+from worker.runtimes.live.server import LiveServer
+from worker.runtimes.live.session import LiveSession, Status
+from worker.runtimes.live.sources import Disc, SyntheticSource, synthetic_frame
+from worker.video.source import open_video
 
 SLOW_S = 0.15  # per frame: 4.5x slower than the 30 fps source
 

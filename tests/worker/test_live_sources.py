@@ -15,9 +15,9 @@ import pytest
 
 from tests.worker.live_support import SlowTracker, write_synthetic_clip
 from worker.commands import live as live_command
-from worker.live.capture import Capture
-from worker.live.session import LiveSession, Status
-from worker.live.sources import (
+from worker.runtimes.live.capture import Capture
+from worker.runtimes.live.session import LiveSession, Status
+from worker.runtimes.live.sources import (
     LiveSource,
     SourceError,
     SourceInfo,

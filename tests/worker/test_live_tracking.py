@@ -11,10 +11,10 @@ import pytest
 
 from jobs.prompts import Prompt
 from tests.worker.live_support import SlowTracker
-from worker.live.capture import CapturedFrame
-from worker.live.controls import PromptCommand, RemoveCommand
-from worker.live.sources import synthetic_disc, synthetic_frame
-from worker.live.tracking import LiveTracking
+from worker.runtimes.live.capture import CapturedFrame
+from worker.runtimes.live.controls import PromptCommand, RemoveCommand
+from worker.runtimes.live.sources import synthetic_disc, synthetic_frame
+from worker.runtimes.live.tracking import LiveTracking
 
 WIDTH, HEIGHT = 320, 240
 STRIDE = 4  # only every 4th captured frame is processed (the others were dropped)
@@ -86,7 +86,7 @@ def test_a_removal_is_not_undone_by_a_later_rewind() -> None:
 @cache
 def _lite_engine():
     from configs.settings import TrackerSettings
-    from worker.engines import load_engine
+    from worker.engines.registry import load_engine
 
     return load_engine(TrackerSettings(model="lite", device="cpu"), show_progress=False)
 
@@ -100,7 +100,7 @@ def test_a_click_on_a_moving_object_masks_it_from_the_frame_clicked_on() -> None
     """The lite engine (a trained model): the disc moves 8 px per processed frame, so by the
     time the tracker is 7 frames further the click's point is off the disc; applied on the
     frame clicked, the mask is on the disc there and follows it."""
-    from worker.video_source import VideoInfo
+    from worker.video.source import VideoInfo
 
     engine = _lite_engine()
     info = VideoInfo(WIDTH, HEIGHT, 30, None, None, 0, "synthetic")
@@ -136,11 +136,11 @@ def _direct(make_tracker, frames, prompts: dict[int, PromptCommand]):
 def test_rewinding_gives_what_prompting_that_frame_directly_gives(engine, request) -> None:
     """Rewind + replay restores the tracker's own snapshots: the masks are the ones a tracker
     given the prompt on that frame from the start computes (SAM 2 and lite)."""
-    from worker.video_source import VideoInfo
+    from worker.video.source import VideoInfo
 
     info = VideoInfo(WIDTH, HEIGHT, 30, None, None, 0, "synthetic")
     if engine == "sam2":
-        from worker.tracker import StreamingTracker
+        from worker.engines.sam2video.tracker import StreamingTracker
 
         loaded = request.getfixturevalue("loaded_model")
 

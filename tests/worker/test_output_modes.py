@@ -14,8 +14,8 @@ import pytest
 
 from tests.conftest import frames_folder
 from tests.jobs.test_atomic_files import file_modes, umask  # noqa: F401 (fixture)
-from worker.batch.manifest import MANIFEST_FILE
 from worker.cli import main
+from worker.runtimes.batch.manifest import MANIFEST_FILE
 
 EXPECTED_FILES = [
     MANIFEST_FILE, "annotations.xml", "davis/00000.png", "davis/00001.png", "davis/00002.png",

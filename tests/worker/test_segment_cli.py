@@ -12,10 +12,10 @@ from PIL import Image
 from configs.models import get_model_spec
 from jobs.tracks import read_tracks
 from tests.conftest import TEST_IMAGE_SIZE, TEST_MODEL, frames_folder
+from tests.support.random_checkpoint import make_random_checkpoint
 from tests.worker.test_video_source import write_clip
 from worker.cli import main
-from worker.random_checkpoint import make_random_checkpoint
-from worker.video_source import open_video
+from worker.video.source import open_video
 
 FRAMES = 10
 
@@ -215,7 +215,7 @@ def test_checkpoint_download_from_a_local_server(tmp_path, sam2_checkpoint, monk
     import http.server
     import threading
 
-    from worker.checkpoints import resolve_checkpoint
+    from worker.engines.sam2video.checkpoints import resolve_checkpoint
 
     spec = get_model_spec(TEST_MODEL)
     served = tmp_path / "mirror"
@@ -239,8 +239,8 @@ def test_checkpoint_download_from_a_local_server(tmp_path, sam2_checkpoint, monk
 
 
 def test_offline_download_says_what_to_do(tmp_path, monkeypatch):
-    from jobs.errors import ModelLoadError
-    from worker.checkpoints import resolve_checkpoint
+    from configs.errors import ModelLoadError
+    from worker.engines.sam2video.checkpoints import resolve_checkpoint
 
     monkeypatch.setenv("STREAMSEG_MODEL_MIRROR", "http://127.0.0.1:9")  # discard port: refused
     with pytest.raises(ModelLoadError) as error:
@@ -264,8 +264,8 @@ def test_progress_moves_within_a_frame_of_many_objects(loaded_model, tmp_path):
     import inspect
 
     from jobs.prompts import Prompt
-    from worker.pipeline import SegmentRequest, segment_video
-    from worker.tracker import StreamingTracker
+    from worker.engines.sam2video.tracker import StreamingTracker
+    from worker.pipeline.segment import SegmentRequest, segment_video
 
     if "on_objects" not in inspect.signature(StreamingTracker).parameters:
         pytest.skip("this StreamingTracker reports no progress within a frame")

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from worker.stages import OrderedWriter, prefetched
+from worker.pipeline.stages import OrderedWriter, prefetched
 
 
 class Counted:

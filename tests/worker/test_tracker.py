@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jobs.errors import InputError
+from configs.errors import InputError
 from jobs.prompts import Prompt
-from worker.tracker import PassCounts, StreamingTracker
+from worker.engines.sam2video.tracker import PassCounts, StreamingTracker
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +122,7 @@ def test_objects_run_in_bounded_batches_with_progress(loaded_model, bear_frames)
 def test_look_ahead_batch_encoding_matches_one_frame_at_a_time(loaded_model, bear_frames):
     import torch
 
-    from worker.preprocess import preprocess_frame
+    from worker.engines.sam2video.preprocess import preprocess_frame
 
     frames = bear_frames[:4]
     size = loaded_model.image_size
@@ -154,7 +154,7 @@ def test_look_ahead_batch_encoding_matches_one_frame_at_a_time(loaded_model, bea
 def test_precision_choice():
     import torch
 
-    from worker.precision import autocast_dtype, cpu_has_bf16_matmul
+    from worker.engines.precision import autocast_dtype, cpu_has_bf16_matmul
 
     cpu = torch.device("cpu")
     assert autocast_dtype("fp32", cpu) is None
@@ -170,7 +170,7 @@ def test_bf16_on_cpu_follows_float32(sam2_checkpoint, bear_frames):
 
     from configs.models import get_model_spec
     from tests.conftest import TEST_IMAGE_SIZE, TEST_MODEL
-    from worker.sam2_model import load_model
+    from worker.engines.sam2video.model import load_model
 
     spec = get_model_spec(TEST_MODEL)
     bf16 = load_model(spec, sam2_checkpoint, TEST_IMAGE_SIZE, "cpu", precision="bf16")
@@ -198,8 +198,8 @@ def test_compile_covers_what_the_official_vos_predictor_compiles(sam2_checkpoint
 
     from configs.models import get_model_spec
     from tests.conftest import TEST_MODEL
-    from worker.compile import COMPILED_COMPONENTS
-    from worker.sam2_model import load_model
+    from worker.engines.sam2video.compile import COMPILED_COMPONENTS
+    from worker.engines.sam2video.model import load_model
 
     source = inspect.getsource(SAM2VideoPredictorVOS._compile_all_components)
     official = set(re.findall(r"self\.(\w+)\.forward = torch\.compile", source))

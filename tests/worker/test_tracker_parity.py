@@ -19,8 +19,8 @@ from configs.models import get_model_spec
 from jobs.prompts import Prompt
 from memory.policy import MemoryPolicy
 from tests.conftest import TEST_IMAGE_SIZE, TEST_MODEL, frames_folder
-from worker.sam2_model import cached_model
-from worker.tracker import PassCounts, StreamingTracker
+from worker.engines.sam2video.model import cached_model
+from worker.engines.sam2video.tracker import PassCounts, StreamingTracker
 
 SEQUENCE = "bear"
 LONG_CLIP = 64  # > 60 frames: the bank has evicted most of them

@@ -1,4 +1,4 @@
-"""worker.video_source at the edges: inputs made here (PyAV, numpy, PIL), as small as they can be.
+"""worker.video.source at the edges: inputs made here (PyAV, numpy, PIL), as small as they can be.
 
 Valid but unusual input must come out right (frame count, timestamps, size, picture); damaged
 input must end as one ``VideoDecodeError`` line naming the file, never as frames that look fine.
@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jobs.errors import VideoDecodeError
-from worker.video_source import open_video
+from configs.errors import VideoDecodeError
+from worker.video.source import open_video
 
 RNG_SEED = 7
 

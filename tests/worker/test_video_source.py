@@ -1,4 +1,4 @@
-"""worker.video_source on the shared real clips and DAVIS folders, and on bad files made here."""
+"""worker.video.source on the shared real clips and DAVIS folders, and on bad files made here."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jobs.errors import VideoDecodeError
-from worker.video_source import Frame, VideoInfo, open_video, orientation_from_matrix
+from configs.errors import VideoDecodeError
+from worker.video.source import Frame, VideoInfo, open_video, orientation_from_matrix
 
 # name, width, height, frames, fps (02_cups and test-sample2 also carry an aac stream)
 SHARED_CLIPS = [

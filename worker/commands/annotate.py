@@ -17,8 +17,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from configs.errors import InputError
 from configs.settings import DEFAULT_REDIS_URL
-from jobs.errors import InputError
 from jobs.redis_keys import DEFAULT_JOB_QUEUE
 from worker.commands.common import (
     add_max_frames_flag,
@@ -28,10 +28,10 @@ from worker.commands.common import (
 )
 
 if TYPE_CHECKING:  # these load numpy, PyAV and YAML: the handler imports them, not --help
-    from worker.batch.inputs import Discovery
-    from worker.batch.prompt_sources import PromptSource
+    from worker.runtimes.batch.inputs import Discovery
+    from worker.runtimes.batch.prompt_sources import PromptSource
 
-# worker.batch.exports.ExportKind's values and DEFAULT_EXPORTS, for the help text only (a
+# worker.runtimes.batch.exports.ExportKind's values and DEFAULT_EXPORTS, for the help text only (a
 # test keeps them equal; importing that module would load numpy for --help)
 HELP_EXPORT_KINDS = ("tracks", "overlay", "davis", "ytvis", "cvat", "mot")
 HELP_DEFAULT_EXPORTS = ("tracks", "davis")
@@ -129,13 +129,13 @@ def _add_auto_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from worker.batch.driver import run_batch
-    from worker.batch.exports import parse_exports
-    from worker.batch.inputs import discover_inputs
-    from worker.batch.progress import BatchProgress
-    from worker.batch.runner import BatchOptions, VideoRunner, problem_results
-    from worker.engines import load_engine
-    from worker.output_dir import check_output_folder
+    from worker.engines.registry import load_engine
+    from worker.pipeline.output_dir import check_output_folder
+    from worker.runtimes.batch.driver import run_batch
+    from worker.runtimes.batch.exports import parse_exports
+    from worker.runtimes.batch.inputs import discover_inputs
+    from worker.runtimes.batch.progress import BatchProgress
+    from worker.runtimes.batch.runner import BatchOptions, VideoRunner, problem_results
 
     options = BatchOptions(args.out, parse_exports(args.export), args.max_frames, args.force)
     discovery = discover_inputs(args.inputs)
@@ -157,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _report(results) -> int:
-    from worker.batch.summary import exit_code, format_summary
+    from worker.runtimes.batch.summary import exit_code, format_summary
 
     print(format_summary(results))
     code = exit_code(results)
@@ -167,7 +167,7 @@ def _report(results) -> int:
 
 
 def _file_source(args: argparse.Namespace) -> PromptSource | None:
-    from worker.batch.prompt_sources import FirstFrameMasks, PromptsFile
+    from worker.runtimes.batch.prompt_sources import FirstFrameMasks, PromptsFile
 
     if args.prompts is not None:
         return PromptsFile.load(args.prompts)
@@ -178,7 +178,7 @@ def _file_source(args: argparse.Namespace) -> PromptSource | None:
 
 def _auto_model(settings):
     """``settings`` with the SAM 2 model ``--auto`` runs on (``auto`` resolved, never lite)."""
-    from worker.engines import LITE, choose_model
+    from worker.engines.registry import LITE, choose_model
 
     settings = replace(settings, model=choose_model(settings))
     if settings.model == LITE:
@@ -191,9 +191,9 @@ def _auto_model(settings):
 
 def _auto_source(args: argparse.Namespace, settings) -> PromptSource:
     from configs.models import get_model_spec
-    from worker.batch.auto import AutoPrompts, AutoSettings
-    from worker.checkpoints import resolve_checkpoint
-    from worker.sam2_model import cached_model
+    from worker.engines.sam2video.checkpoints import resolve_checkpoint
+    from worker.engines.sam2video.model import cached_model
+    from worker.runtimes.batch.auto import AutoPrompts, AutoSettings
 
     spec = get_model_spec(settings.model)
     checkpoint = resolve_checkpoint(spec, settings.checkpoint, settings.cache_dir, False)
@@ -210,8 +210,8 @@ def _auto_source(args: argparse.Namespace, settings) -> PromptSource:
 
 def _run_queue(args: argparse.Namespace, discovery: Discovery, options) -> int:
     from configs.settings import load_settings
-    from worker.batch.progress import QueueProgress
-    from worker.batch.queued import QueuedBatch, QueueModel, run_queued
+    from worker.runtimes.batch.progress import QueueProgress
+    from worker.runtimes.batch.queued import QueuedBatch, QueueModel, run_queued
 
     try:
         from jobs.queue import JobQueue

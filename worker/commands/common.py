@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from configs.models import DEFAULT_MODEL, DEFAULT_PRECISION, PRECISIONS, model_names
 from configs.settings import TrackerSettings, default_cache_dir, load_settings
-from worker.engines import AUTO, LITE
+from worker.engines.registry import AUTO, LITE
 
 if TYPE_CHECKING:
     from jobs.prompts import Prompt
@@ -37,7 +37,7 @@ _DEVICE = re.compile(r"cpu|cuda(:\d+)?")
 
 def device_name(text: str) -> str:
     """An argparse ``type``: ``cpu``, ``cuda`` or ``cuda:N`` (whether this machine has it is
-    checked when the model loads, ``worker.engines.check_device``)."""
+    checked when the model loads, ``worker.engines.registry.check_device``)."""
     if not _DEVICE.fullmatch(text.strip()):
         raise argparse.ArgumentTypeError(f"expected cpu, cuda or cuda:N, got {text!r}")
     return text.strip()
@@ -158,7 +158,8 @@ def add_prompt_flags(parser: argparse.ArgumentParser) -> None:
 
 
 class ProgressBar:
-    """A tqdm bar on stderr fed with ``worker.pipeline.Progress`` reports; a context manager.
+    """A tqdm bar on stderr fed with ``worker.pipeline.segment.Progress`` reports; a context
+    manager.
 
     The bar appears with the first report (made once the input has passed its checks, so a
     bad input's error stays the only line on stderr) and is erased when the block fails.
@@ -173,9 +174,7 @@ class ProgressBar:
         if self._bar is None:
             from tqdm import tqdm
 
-            self._bar = tqdm(
-                total=progress.total, unit="frame", desc=self.desc, file=sys.stderr
-            )
+            self._bar = tqdm(total=progress.total, unit="frame", desc=self.desc, file=sys.stderr)
         self._bar.total = progress.total
         self._bar.update(progress.frame - self._bar.n)
         postfix = {"fps": f"{progress.fps:.1f}"}

@@ -42,11 +42,11 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     from PIL import Image
 
-    from jobs.errors import InputError
+    from configs.errors import InputError
     from jobs.prompts import Prompt, load_mask
-    from worker.demo_video import write_sample_video
-    from worker.output_dir import prepare_output_dir
-    from worker.pipeline import OUTPUT_FILES
+    from worker.pipeline.output_dir import prepare_output_dir
+    from worker.pipeline.segment import OUTPUT_FILES
+    from worker.video.demo_clip import write_sample_video
 
     if (args.video is None) != (args.mask is None):
         raise InputError("--video and --mask go together")
@@ -69,8 +69,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _segment(args: argparse.Namespace, video: str, prompt):
-    from worker.engines import load_engine
-    from worker.pipeline import SegmentRequest, segment_video
+    from worker.engines.registry import load_engine
+    from worker.pipeline.segment import SegmentRequest, segment_video
 
     engine = load_engine(tracker_settings(args))
     print(f"model: {engine.name}", file=sys.stderr)

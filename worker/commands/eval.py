@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from jobs.errors import InputError
+from configs.errors import InputError
 
 if TYPE_CHECKING:  # numpy and OpenCV: loaded by the handler, not by --help
     import numpy as np

@@ -106,7 +106,7 @@ def _add_remote_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from jobs.errors import InputError
+    from configs.errors import InputError
 
     if args.serve_remote:
         if not args.redis:
@@ -119,9 +119,9 @@ def run(args: argparse.Namespace) -> int:
     if args.tls_cert is not None and args.tls_self_signed:
         raise InputError("--tls-self-signed or --tls-cert/--tls-key, not both")
     tls = _tls(args)  # a bad certificate fails before the camera or a model is opened
-    from worker.live.browser_camera import BrowserCameraSource, browser_size
-    from worker.live.capture import Capture
-    from worker.live.sources import open_source, parse_source
+    from worker.runtimes.live.browser_camera import BrowserCameraSource, browser_size
+    from worker.runtimes.live.capture import Capture
+    from worker.runtimes.live.sources import open_source, parse_source
 
     size = browser_size(args.source)
     if size is not None:
@@ -140,12 +140,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _tls(args: argparse.Namespace):
-    from worker.live import tls
+    from worker.runtimes.live import tls
 
     if args.tls_cert is not None:
         return tls.server_context(args.tls_cert, args.tls_key)
     if args.tls_self_signed:
-        from worker.live.access import machine_names
+        from worker.runtimes.live.access import machine_names
 
         hosts = ("127.0.0.1", "::1", *sorted(machine_names()), *args.allow_host)
         if args.host not in ("0.0.0.0", "::", ""):
@@ -155,9 +155,9 @@ def _tls(args: argparse.Namespace):
 
 
 def _local_session(args: argparse.Namespace, capture):
-    from worker.engines import load_engine
-    from worker.live.session import LiveSession
-    from worker.video_source import VideoInfo
+    from worker.engines.registry import load_engine
+    from worker.runtimes.live.session import LiveSession
+    from worker.video.source import VideoInfo
 
     engine = load_engine(tracker_settings(args))
     info = capture.source.info
@@ -171,8 +171,8 @@ def _local_session(args: argparse.Namespace, capture):
 
 
 def _remote_session(args: argparse.Namespace, capture):
-    from worker.live import remote_wire
-    from worker.live.remote_capture import RemoteCaptureSession
+    from worker.runtimes.live import remote_wire
+    from worker.runtimes.live.remote_capture import RemoteCaptureSession
 
     client = remote_wire.connect(args.redis)
     session_id = args.session or uuid.uuid4().hex[:12]
@@ -198,7 +198,7 @@ def _enqueue(args: argparse.Namespace, client, session_id: str) -> None:
     from rq import Queue
 
     from jobs.redis_keys import LIVE_QUEUE
-    from worker.live.remote_worker import RemoteSessionSpec, run_remote_session_job
+    from worker.live.remote_session_job import RemoteSessionSpec, run_remote_session_job
 
     spec = RemoteSessionSpec(session_id, args.redis, _remote_model(args), args.idle_timeout)
     Queue(LIVE_QUEUE, connection=client).enqueue(
@@ -213,7 +213,7 @@ def _enqueue(args: argparse.Namespace, client, session_id: str) -> None:
 
 def _remote_model(args: argparse.Namespace):
     """Model flags as given: the tracker's machine resolves them (cache, devices, auto)."""
-    from worker.live.remote_worker import RemoteModel
+    from worker.live.remote_session_job import RemoteModel
 
     checkpoint = str(args.checkpoint) if args.checkpoint else None
     return RemoteModel(args.model, checkpoint, args.image_size, args.device, args.offload_memory)
@@ -222,15 +222,15 @@ def _remote_model(args: argparse.Namespace):
 def _recorder(args: argparse.Namespace, info, model_meta: dict):
     if args.save is None:
         return None
-    from worker.live.recorder import Recorder
+    from worker.runtimes.live.recorder import Recorder
 
     return Recorder(args.save, info.width, info.height, info.fps, model_meta)
 
 
 def _serve_page(args: argparse.Namespace, session, tls=None, camera=None) -> int:
-    from worker.live.server import LiveServer
-    from worker.live.session import Status
-    from worker.live.sources import SourceError
+    from worker.runtimes.live.server import LiveServer
+    from worker.runtimes.live.session import Status
+    from worker.runtimes.live.sources import SourceError
 
     server = LiveServer(
         session,
@@ -263,7 +263,7 @@ def _serve_page(args: argparse.Namespace, session, tls=None, camera=None) -> int
 
 
 def _announce(args: argparse.Namespace, server, tls) -> None:
-    from worker.live.access import is_loopback
+    from worker.runtimes.live.access import is_loopback
 
     if not is_loopback(args.host):
         print(
@@ -306,7 +306,7 @@ def _linger(seconds: float) -> None:
 
 
 def _serve_remote(args: argparse.Namespace) -> int:
-    from worker.live.remote_worker import RemoteSessionSpec, run_remote_session_job
+    from worker.live.remote_session_job import RemoteSessionSpec, run_remote_session_job
 
     spec = RemoteSessionSpec(args.serve_remote, args.redis, _remote_model(args), args.idle_timeout)
     print(f"streamseg live: serving session {spec.session_id}", file=sys.stderr)

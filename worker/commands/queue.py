@@ -110,7 +110,7 @@ def _local(text: str) -> str:
 
 
 def build_spec(args: argparse.Namespace):
-    from jobs.errors import InputError
+    from configs.errors import InputError
     from jobs.spec import parse_spec, prompt_to_spec
     from worker.commands.common import prompts_from_args
 

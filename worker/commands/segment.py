@@ -44,9 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from worker.engines import load_engine
-    from worker.output_dir import removed_if_failed
-    from worker.pipeline import SegmentRequest, check_request, segment_video
+    from worker.engines.registry import load_engine
+    from worker.pipeline.output_dir import removed_if_failed
+    from worker.pipeline.segment import SegmentRequest, check_request, segment_video
 
     request = SegmentRequest(
         source=args.source,

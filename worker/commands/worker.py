@@ -8,7 +8,7 @@ import os
 import socket
 import time
 
-from jobs.errors import TransientError
+from configs.errors import TransientError
 
 log = logging.getLogger("streamseg.worker")
 DEFAULT_STOP_TIMEOUT_S = 120.0
@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
         return _supervise(args, url, queues)
     if args.device:
         if args.device != "cpu":
-            from worker.engines import check_device
+            from worker.engines.registry import check_device
 
             check_device(args.device)
         os.environ["STREAMSEG_DEVICE"] = args.device  # read by each job's settings
@@ -124,9 +124,9 @@ def run(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace, url: str, queues: list[str], settings) -> int:
     from redis.exceptions import RedisError
 
-    from jobs.errors import InputError
+    from configs.errors import InputError
     from jobs.queue import connect_redis
-    from worker.rq_worker import StreamsegWorker
+    from worker.runtimes.queue.rq_hooks import StreamsegWorker
 
     _wait_for_redis(url, args.wait_for_redis)
     worker = StreamsegWorker(
@@ -155,15 +155,15 @@ def _preload() -> None:
     GIL for seconds, which would starve the heartbeat thread of a running job."""
     import importlib
 
-    for name in ("torch", "worker.job_runner"):
+    for name in ("torch", "worker.runtimes.queue.job_runner"):
         importlib.import_module(name)
 
 
 def _supervise(args: argparse.Namespace, url: str, queues: list[str]) -> int:
-    from worker.supervisor import Supervisor, parse_devices
+    from worker.runtimes.queue.supervisor import Supervisor, parse_devices
 
     if args.device:
-        from jobs.errors import InputError
+        from configs.errors import InputError
 
         raise InputError("give either --device (one worker) or --devices (one per device)")
     worker_args = ["--redis", url, "--wait-for-redis", str(args.wait_for_redis)]

@@ -1,0 +1,1 @@
+"""Test scaffolding shared by tests and benchmarks (random SAM 2 checkpoints)."""

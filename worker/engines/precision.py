@@ -1,0 +1,45 @@
+"""Which floating-point precision the SAM 2 model runs in: ``auto``, ``fp32`` or ``bf16``.
+
+``fp32`` computes exactly what the official predictor computes in float32. ``bf16`` runs the
+model under ``torch.autocast(dtype=torch.bfloat16)``, as the official demo does on CUDA.
+``auto`` picks bf16 where the hardware multiplies bf16 matrices natively (CUDA from Ampere
+on; CPUs with AMX or AVX-512 BF16) and float32 elsewhere: on a CPU without bf16 instructions
+autocast emulates bf16 and is several times slower than float32 (6x for Hiera-T at 512 px on
+an AVX2-only EPYC).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from configs.errors import InputError
+from configs.models import PRECISIONS
+
+AUTO, FP32, BF16 = PRECISIONS
+
+
+def cpu_has_bf16_matmul() -> bool:
+    """Whether this CPU has bf16 matrix instructions (AMX tiles or AVX-512 BF16)."""
+    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``precision`` on ``device``; ``None`` means float32 throughout."""
+    if precision not in PRECISIONS:
+        raise InputError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
+    if precision == FP32:
+        return None
+    if precision == BF16:
+        return torch.bfloat16
+    native = cuda_has_bf16_matmul(device) if device.type == "cuda" else cpu_has_bf16_matmul()
+    return torch.bfloat16 if native and device.type in ("cuda", "cpu") else None
+
+
+def cuda_has_bf16_matmul(device: torch.device) -> bool:
+    """Whether ``device`` multiplies bf16 natively (Ampere and later), not by emulation."""
+    try:
+        with torch.cuda.device(device):
+            return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+    except TypeError:  # older torch without ``including_emulation``
+        return torch.cuda.get_device_capability(device)[0] >= 8

@@ -1,0 +1,69 @@
+"""Saving a live session in the core's formats: ``tracks.json`` and ``overlay.mp4``.
+
+Only processed frames are saved (dropped frames never reached the tracker): frame ``k`` of
+both files is the ``k``-th processed frame, and ``overlay.mp4`` carries the capture times as
+timestamps (millisecond time base), so it plays back at the pace the session ran.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+from jobs.overlay import OverlayWriter
+from jobs.tracks import TracksWriter, VideoMeta
+from worker.runtimes.live.capture import CapturedFrame
+from worker.runtimes.live.display import ObjectMask
+from worker.video.source import Frame, VideoInfo
+
+TRACKS_FILE = "tracks.json"
+OVERLAY_FILE = "overlay.mp4"
+_TIME_BASE = Fraction(1, 1000)
+
+
+class Recorder:
+    """Writes every processed frame; ``close()`` finishes both files (a context manager)."""
+
+    def __init__(self, out_dir: Path, width: int, height: int, fps: float, model: dict) -> None:
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        info = VideoInfo(width, height, fps, None, _TIME_BASE, 0, "live")
+        self._tracks = TracksWriter(
+            self.out_dir / TRACKS_FILE, VideoMeta(width, height, fps), model
+        )
+        self._overlay = OverlayWriter(self.out_dir / OVERLAY_FILE, info)
+        self._first_at: float | None = None
+        self._last_pts = -1
+        self.frames = 0
+
+    def add(self, frame: CapturedFrame, objects: list[ObjectMask]) -> None:
+        if self._first_at is None:
+            self._first_at = frame.captured_at
+        seconds = frame.captured_at - self._first_at
+        pts = max(round(seconds * 1000), self._last_pts + 1)
+        self._last_pts = pts
+        for obj in objects:
+            self._tracks.add(self.frames, obj.obj_id, obj.mask, obj.score, obj.visible)
+        masks = {o.obj_id: o.mask for o in objects if o.visible}
+        self._overlay.write(Frame(self.frames, frame.rgb, pts, pts / 1000), masks)
+        self.frames += 1
+
+    def close(self) -> list[Path]:
+        """Finish both files; nothing is written when no frame was processed."""
+        if self.frames == 0:
+            self.abort()
+            return []
+        return [self._tracks.finish(self.frames), self._overlay.close()]
+
+    def abort(self) -> None:
+        self._tracks.abort()
+        self._overlay.abort()
+
+    def __enter__(self) -> Recorder:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()

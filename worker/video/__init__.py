@@ -1,0 +1,1 @@
+"""Video input: decoding files, image folders and streams frame by frame; the demo clip."""
