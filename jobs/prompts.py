@@ -13,10 +13,8 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import numpy as np
-from PIL import Image
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -29,6 +27,9 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from configs.errors import InputError
+
+if TYPE_CHECKING:  # numpy and PIL load only where a mask is read (not on ``streamseg submit``)
+    import numpy as np
 
 Point = tuple[float, float]
 Box = tuple[float, float, float, float]
@@ -132,6 +133,9 @@ class PromptFile(BaseModel):
 
 def load_mask(path: Path) -> np.ndarray:
     """A mask PNG as (H, W) bool: any non-zero pixel is the object (alpha is ignored)."""
+    import numpy as np
+    from PIL import Image
+
     try:
         with Image.open(path) as image:
             image.load()

@@ -15,16 +15,17 @@ import hashlib
 import io
 import json
 import re
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import numpy as np
-from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from configs.errors import InputError
 from configs.models import DEFAULT_MODEL, model_names
 from jobs.prompts import Prompt, PromptSpec
 from jobs.urls import is_url
+
+if TYPE_CHECKING:  # numpy and PIL load only where a mask is encoded (not on ``streamseg submit``)
+    import numpy as np
 
 SPEC_VERSION = 1
 OUTPUT_KINDS = ("tracks", "overlay")
@@ -101,6 +102,9 @@ def parse_spec(raw: object) -> JobSpec:
 
 def mask_to_data_url(mask: np.ndarray) -> str:
     """(H, W) bool -> ``data:image/png;base64,...`` (a 1-bit PNG, a few KB)."""
+    import numpy as np
+    from PIL import Image
+
     buffer = io.BytesIO()
     Image.fromarray(np.asarray(mask, dtype=bool)).save(buffer, format="PNG", optimize=True)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
