@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from configs.models import DEFAULT_MODEL, DEFAULT_PRECISION
-from jobs.redis_keys import DEFAULT_JOB_QUEUE
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"  # without $STREAMSEG_REDIS_URL
+DEFAULT_JOB_QUEUE = "streamseg"  # without $STREAMSEG_QUEUE
 
 
 def default_cache_dir() -> Path:

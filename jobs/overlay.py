@@ -30,7 +30,7 @@ import av
 import cv2
 import numpy as np
 
-from worker.video.source import Frame, VideoInfo
+from jobs.media import Frame, VideoInfo
 
 # 20 distinct RGB colours (Sasha Trubetskoy's list with its two near-white entries replaced by
 # greens, so every colour shows as a tint); any two are more than 50 apart in RGB.

@@ -38,7 +38,6 @@ def live_session_keys(session_id: str) -> tuple[str, str, str]:
 # Segmentation jobs live in RQ's own keys (``rq:queue:<name>``, ``rq:job:<id>``, registries), so
 # that ``rq info`` sees them; streamseg adds one flag per job that asks a running job to stop,
 # and one dead-letter list per queue: malformed entries a worker found and moved aside.
-DEFAULT_JOB_QUEUE = "streamseg"
 CANCEL_FLAG_TTL_S = 7 * 24 * 3600
 DEAD_LETTER_LIMIT = 10_000  # newest entries kept per queue
 

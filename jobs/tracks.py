@@ -3,7 +3,7 @@
 Format (objects sorted by id, each object's frames sorted by frame index)::
 
     {"video": {"width": W, "height": H, "fps": F, "num_frames": N},
-     "model": {...free-form, given by the caller...},
+     "model": {"name": ..., "image_size": ..., "device": ..., ...} (jobs.media.ModelInfo),
      "objects": [{"id": 1, "frames": [
          {"frame": 0, "rle": {"size": [H, W], "counts": "..."}, "bbox": [x, y, w, h],
           "score": 3.25, "visible": true}, ...]}, ...]}
@@ -38,6 +38,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from jobs.atomic_files import atomic_writer
+from jobs.media import ModelInfo
 from jobs.tracks_json import FrameJson, check_video_meta, load_tracks_document
 
 SPOOL_SUFFIX = ".spool"
@@ -144,7 +145,7 @@ class Tracks:
     """A whole ``tracks.json`` in memory (for readers; the writer never holds one)."""
 
     video: VideoMeta
-    model: dict[str, Any]
+    model: ModelInfo
     objects: list[ObjectTrack] = field(default_factory=list)
 
     def masks_at(self, frame: int) -> dict[int, np.ndarray]:
@@ -174,7 +175,7 @@ def read_tracks(path: str | os.PathLike[str]) -> Tracks:
         ObjectTrack(obj.id, [_track_frame(entry, empty) for entry in obj.frames])
         for obj in document.objects
     ]
-    return Tracks(video, dict(document.model), objects)
+    return Tracks(video, ModelInfo.from_json(document.model), objects)
 
 
 def _track_frame(entry: FrameJson, empty: dict[str, Any]) -> TrackFrame:
@@ -276,7 +277,7 @@ class TracksWriter:
         self,
         path: str | os.PathLike[str],
         video: VideoMeta,
-        model: dict[str, Any],
+        model: ModelInfo,
         *,
         keep_spool: bool = False,
     ) -> None:
@@ -285,11 +286,8 @@ class TracksWriter:
         self._spool: IO[bytes] = open(self.spool_path, "wb")
         self._spool.write(_spool_header(video))
 
-    def _init_state(
-        self, path: Path, video: VideoMeta, model: dict[str, Any], keep_spool: bool
-    ) -> None:
-        self.path, self.video, self.model, self.keep_spool = path, video, dict(model), keep_spool
-        json.dumps(self.model, allow_nan=False)  # fail now, not at finish, if it is not JSON
+    def _init_state(self, path: Path, video: VideoMeta, model: ModelInfo, keep_spool: bool) -> None:
+        self.path, self.video, self.model, self.keep_spool = path, video, model, keep_spool
         check_video_meta(video.to_json())  # what read_tracks refuses is never written
         self._records, self._ids, self._last_frame = 0, set(), None
         self._current_frame, self._current_ids = 0, set()
@@ -305,7 +303,7 @@ class TracksWriter:
         cls,
         path: str | os.PathLike[str],
         video: VideoMeta,
-        model: dict[str, Any],
+        model: ModelInfo,
         upto_frame: int,
         *,
         keep_spool: bool = False,
@@ -321,7 +319,7 @@ class TracksWriter:
         return writer
 
     def _reopen(
-        self, path: Path, video: VideoMeta, model: dict[str, Any], upto: int, keep_spool: bool
+        self, path: Path, video: VideoMeta, model: ModelInfo, upto: int, keep_spool: bool
     ) -> None:
         self._init_state(path, video, model, keep_spool)
         state = spool_state(path, video)
@@ -445,10 +443,10 @@ def _split_per_object(
 
 
 def _document_chunks(
-    video: VideoMeta, model: dict[str, Any], per_object: list[tuple[int, Path]]
+    video: VideoMeta, model: ModelInfo, per_object: list[tuple[int, Path]]
 ) -> Iterator[bytes]:
     """The tracks.json text, piece by piece: one frame entry per line."""
-    model_json = json.dumps(model, allow_nan=False)
+    model_json = json.dumps(model.to_json(), allow_nan=False)
     yield f'{{"video": {json.dumps(video.to_json())},\n "model": {model_json},\n'.encode()
     yield b' "objects": ['
     for position, (obj_id, path) in enumerate(per_object):

@@ -190,7 +190,7 @@ def run_streamseg_e2e(plan: Plan, model: str, objects: int, clip: Path, masks: d
             stamps.append(time.perf_counter())
 
     request = SegmentRequest(str(clip), out_dir, prompts_for(plan, objects))
-    segment_video(request, engine.make_tracker, engine.meta, on_frame)
+    segment_video(request, engine.make_tracker, engine.model, on_frame)
     result.frame_s = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
     result.wall_s = time.perf_counter() - start
     tracks = read_tracks(out_dir / "tracks.json")

@@ -21,6 +21,7 @@ from jobs.exports.cvat import write_cvat_video
 from jobs.exports.davis_png import write_davis_pngs
 from jobs.exports.mot import write_mot
 from jobs.exports.ytvis import write_ytvis
+from jobs.media import ModelInfo
 from jobs.storage import open_location, put_file, write_bytes
 from jobs.tracks import TracksWriter, VideoMeta
 
@@ -98,7 +99,7 @@ def test_tracks_json_and_its_spool_get_the_umask_mode(tmp_path: Path, umask: int
     mask = np.zeros((6, 8), bool)
     mask[1:3, 2:5] = True
     path = tmp_path / "tracks.json"
-    with TracksWriter(path, video, {"name": "test"}) as writer:
+    with TracksWriter(path, video, ModelInfo(name="test")) as writer:
         writer.add(0, 1, mask, 2.5, True)
         assert file_modes(tmp_path) == {"tracks.json.spool": 0o666 & ~umask}
         writer.finish(num_frames=1)

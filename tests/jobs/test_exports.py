@@ -37,6 +37,7 @@ from jobs.mask_io import (
     read_tracks_json,
     write_indexed_png,
 )
+from jobs.media import ModelInfo
 from jobs.tracks import TracksWriter, VideoMeta, read_tracks
 
 # pycocotools' numpy-2 notice on decode; py-motmetrics' reader on pandas 3 (it still works)
@@ -608,7 +609,7 @@ def test_mot_hand_made_line(tmp_path: Path) -> None:
 def _write_tracks_json(path: Path, video: ExportVideo, frames: list[FrameMasks]) -> Path:
     """A real tracks.json by TracksWriter, scores as logits (the tracker's)."""
     meta = VideoMeta(video.width, video.height, video.fps)
-    with TracksWriter(path, meta, {"name": "test"}) as writer:
+    with TracksWriter(path, meta, ModelInfo(name="test")) as writer:
         for item in frames:
             for obj_id, mask in sorted(item.masks.items()):
                 writer.add(item.frame, obj_id, mask, item.score(obj_id), bool(mask.any()))

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from jobs.media import Frame, VideoInfo
 from jobs.overlay import OverlayWriter, draw_overlay, object_color, pad_to_even, rgb_to_yuv420p
-from worker.video.source import Frame, VideoInfo, open_video
+from worker.video.source import open_video
 
 
 def decode_overlay(path: Path) -> tuple[av.VideoStream, list[Fraction], dict[int, np.ndarray]]:

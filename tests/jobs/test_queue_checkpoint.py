@@ -15,10 +15,11 @@ import pytest
 import torch
 from PIL import Image
 
+from jobs.media import ModelInfo
 from jobs.prompts import Prompt
 from jobs.storage import Retrier, open_location
 from jobs.tracks import spool_path_for
-from worker.engines.sam2video.tracker import FrameResult, ObjectResult
+from worker.engines.contract import FrameResult, ObjectResult
 from worker.pipeline.segment import (
     TRACKS_FILE,
     Cancelled,
@@ -84,7 +85,7 @@ def _run(clip: Path, out: Path, stop_at: int | None = None, **hooks):
         hooks_frame[0] = index + 1
 
     request = SegmentRequest(source=str(clip), out_dir=out, prompts=PROMPTS)
-    return segment_video(request, lambda info: StripeTracker(), {"name": "stripes"},
+    return segment_video(request, lambda info: StripeTracker(), ModelInfo(name="stripes"),
                          should_stop=should_stop, before_frame=before_frame, **hooks)  # fmt: skip
 
 

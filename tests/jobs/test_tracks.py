@@ -17,6 +17,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from configs.errors import InputError
+from jobs.media import ModelInfo
 from jobs.tracks import (
     SpoolState,
     Tracks,
@@ -35,7 +36,9 @@ pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:Depreca
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SMALL = VideoMeta(width=64, height=40, fps=25.0, num_frames=None)
-MODEL = {"name": "sam2.1_hiera_tiny", "checkpoint": "sam2.1_hiera_tiny.pt", "memory": 7}
+MODEL = ModelInfo(
+    name="sam2.1-tiny", checkpoint="sam2.1_hiera_tiny.pt", image_size=256, device="cpu"
+)
 
 
 def box_mask(frame: int, obj_id: int, video: VideoMeta = SMALL) -> np.ndarray:
@@ -140,7 +143,7 @@ def test_tracks_json_contract(tmp_path: Path) -> None:
     document = json.loads(path.read_text())
     assert list(document) == ["video", "model", "objects"]
     assert document["video"] == {"width": 64, "height": 40, "fps": 25.0, "num_frames": 8}
-    assert document["model"] == MODEL
+    assert document["model"] == MODEL.to_json()
     assert [o["id"] for o in document["objects"]] == [1, 2]
     assert [e["frame"] for e in document["objects"][0]["frames"]] == [2, 3, 4, 5]
     assert [e["frame"] for e in document["objects"][1]["frames"]] == [0, 1, 2, 3, 4, 5]
@@ -179,7 +182,7 @@ def test_real_davis_masks_at_source_resolution(davis_root: Path, tmp_path: Path)
     video = VideoMeta(854, 480, 24.0, 82)
     folder = davis_root / "Annotations" / "bear"
     masks = [np.asarray(Image.open(folder / f"{i:05d}.png").convert("L")) > 0 for i in (0, 77)]
-    with TracksWriter(tmp_path / "tracks.json", video, {}) as writer:
+    with TracksWriter(tmp_path / "tracks.json", video, MODEL) as writer:
         writer.add(0, 1, masks[0], 2.5, True)
         writer.add(1, 1, masks[1], -0.75, True)
         writer.finish(82)
@@ -288,12 +291,25 @@ def test_finish_checks_and_closes(tmp_path: Path) -> None:
             writer.finish(5)
 
 
-def test_model_block_must_be_json(tmp_path: Path) -> None:
-    with pytest.raises(TypeError):
-        TracksWriter(tmp_path / "tracks.json", SMALL, {"device": object()})
-    with pytest.raises(ValueError, match="not JSON compliant"):  # NaN: read_tracks refuses it
-        TracksWriter(tmp_path / "tracks.json", SMALL, {"threshold": math.nan})
-    assert list(tmp_path.iterdir()) == []
+def test_model_block_is_typed_and_foreign_keys_are_ignored(tmp_path: Path) -> None:
+    """The writer's ModelInfo comes back equal; another tool's extra keys or wrongly typed
+    fields are dropped on reading, not passed on as free-form values."""
+    path = tmp_path / "tracks.json"
+    with TracksWriter(path, SMALL, MODEL) as writer:
+        writer.finish(0)
+    document = json.loads(path.read_text())
+    assert document["model"] == {
+        "name": "sam2.1-tiny",
+        "checkpoint": "sam2.1_hiera_tiny.pt",
+        "image_size": 256,
+        "device": "cpu",
+    }
+    assert read_tracks(path).model == MODEL
+    document["model"].update({"memory": 7, "device": 5, "image_size": True})
+    path.write_text(json.dumps(document))
+    assert read_tracks(path).model == ModelInfo(
+        name="sam2.1-tiny", checkpoint="sam2.1_hiera_tiny.pt"
+    )
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ import numpy as np
 from configs.errors import InputError
 from jobs.prompts import Prompt
 from tests.redis_support import free_port, redis_server  # noqa: F401 (re-exported)
-from worker.engines.sam2video.tracker import FrameResult, ObjectResult
+from worker.engines.contract import FrameResult, ObjectResult
 from worker.runtimes.live.sources import Disc, synthetic_frame
 
 REDIS_SERVER = "/usr/bin/redis-server"

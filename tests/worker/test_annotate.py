@@ -313,7 +313,7 @@ def test_interrupted_batch_resumes_with_the_rest(
         assert row(stdout, name)[2:4] == [str(CLIP), "1"]
         assert len(list((out / name / "davis").glob("*.png"))) == CLIP
         assert (out / name / "ytvis.json").is_file()
-        assert read_tracks(out / name / "tracks.json").model["name"] == "lite"
+        assert read_tracks(out / name / "tracks.json").model.name == "lite"
 
 
 def test_damaged_or_different_output_runs_again(prompt_batch: Path, capsys) -> None:

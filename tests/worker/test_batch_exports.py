@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from configs.errors import InputError
+from jobs.media import ModelInfo
 from jobs.tracks import TracksWriter, VideoMeta
 from tests.conftest import frames_folder
 from worker.cli import main
@@ -20,7 +21,9 @@ FRAMES = 4
 def _tracks(folder: Path, ids: tuple[int, ...]) -> Path:
     """A real 8x6 tracks.json: each object a box on every frame."""
     folder.mkdir(parents=True, exist_ok=True)
-    with TracksWriter(folder / "tracks.json", VideoMeta(8, 6, 10.0), {"name": "test"}) as writer:
+    with TracksWriter(
+        folder / "tracks.json", VideoMeta(8, 6, 10.0), ModelInfo(name="test")
+    ) as writer:
         for frame in range(FRAMES):
             for position, obj_id in enumerate(ids):
                 mask = np.zeros((6, 8), dtype=bool)

@@ -47,7 +47,7 @@ def test_demo_runs_offline_on_lite_and_tracks_the_object(tmp_path, monkeypatch, 
     jf = float(captured.out.strip().splitlines()[-1].rsplit(":", 1)[1])
     assert jf >= 0.8, captured.out
     tracks = read_tracks(out / "tracks.json")
-    assert tracks.model["name"] == "lite" and tracks.video.num_frames == SampleSpec().frames
+    assert tracks.model.name == "lite" and tracks.video.num_frames == SampleSpec().frames
     truth = list(sample_frames(SampleSpec()))
     last = tracks.masks_at(len(truth) - 1)[1]
     iou = (last & truth[-1].mask).sum() / (last | truth[-1].mask).sum()

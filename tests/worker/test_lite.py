@@ -325,6 +325,6 @@ def test_engine_builds_lite_trackers() -> None:
     from worker.engines.registry import load_engine
 
     engine = load_engine(TrackerSettings(model="lite"))
-    assert engine.name == "lite" and engine.meta["device"] == "cpu"
+    assert engine.name == "lite" and engine.model.device == "cpu"
     tracker = engine.make_tracker(None)
     assert isinstance(tracker, LiteTracker) and tracker.trunk is cached_trunk()

@@ -95,8 +95,8 @@ def _tinted(pixel: np.ndarray, base: tuple[int, int, int] = DISC_COLOR) -> bool:
 def make_lite_tracker():
     """The weights-included ``lite`` engine (a trained model: its masks follow objects)."""
     from configs.settings import TrackerSettings
+    from jobs.media import VideoInfo
     from worker.engines.registry import load_engine
-    from worker.video.source import VideoInfo
 
     engine = load_engine(TrackerSettings(model="lite", device="cpu"), show_progress=False)
     info = VideoInfo(WIDTH, HEIGHT, FPS, None, None, 0, "clip")

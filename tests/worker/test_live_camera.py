@@ -86,7 +86,7 @@ def lite_engine():
 def test_browser_camera_click_masks_the_object_in_the_frame_clicked(
     tmp_path: Path, lite_engine, scheme: str
 ) -> None:
-    from worker.video.source import VideoInfo
+    from jobs.media import VideoInfo
 
     clip = write_y4m(tmp_path / "camera.y4m")
     camera = RecordingCamera(WIDTH, HEIGHT)

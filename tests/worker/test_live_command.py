@@ -19,7 +19,6 @@ from pathlib import Path
 
 import av
 import pytest
-from worker.live.remote_session_job import RemoteTrackerLoop
 
 from jobs.tracks import read_tracks
 from tests.conftest import PROJECT_ROOT, TEST_IMAGE_SIZE, TEST_MODEL
@@ -33,6 +32,7 @@ from tests.worker.live_support import (
 )
 from worker.commands import live as live_command
 from worker.runtimes.live import remote_wire as wire
+from worker.runtimes.live.remote_session_job import RemoteTrackerLoop
 from worker.runtimes.live.sources import SourceError, synthetic_frame
 
 

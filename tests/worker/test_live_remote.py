@@ -9,14 +9,8 @@ from pathlib import Path
 
 import pytest
 from rq import Queue, SimpleWorker
-from worker.live.remote_session_job import (
-    RemoteModel,
-    RemoteSessionSpec,
-    RemoteSummary,
-    RemoteTrackerLoop,
-    run_remote_session_job,
-)
 
+from jobs.media import ModelInfo
 from jobs.redis_keys import LIVE_QUEUE, live_session_keys
 from jobs.tracks import read_tracks
 from tests.conftest import TEST_IMAGE_SIZE, TEST_MODEL
@@ -30,6 +24,13 @@ from worker.runtimes.live import remote_wire as wire
 from worker.runtimes.live.capture import Capture
 from worker.runtimes.live.recorder import Recorder
 from worker.runtimes.live.remote_capture import RemoteCaptureSession
+from worker.runtimes.live.remote_session_job import (
+    RemoteModel,
+    RemoteSessionSpec,
+    RemoteSummary,
+    RemoteTrackerLoop,
+    run_remote_session_job,
+)
 from worker.runtimes.live.session import Status
 from worker.runtimes.live.sources import SyntheticSource, VideoFileSource
 
@@ -75,7 +76,7 @@ def test_remote_session_on_a_queue_worker_returns_masks(
     session_id = "camera-on-a-laptop"
     clip = write_synthetic_clip(tmp_path / "camera.mp4", num_frames=60, fps=10)
     capture = Capture(VideoFileSource(str(clip), realtime=True))
-    recorder = Recorder(tmp_path / "saved", 320, 240, 10.0, {"name": "remote"})
+    recorder = Recorder(tmp_path / "saved", 320, 240, 10.0, ModelInfo(name="remote"))
     session = RemoteCaptureSession(capture, client, session_id, recorder=recorder)
     model = RemoteModel(TEST_MODEL, str(sam2_checkpoint), TEST_IMAGE_SIZE, "cpu")
     queue = Queue(LIVE_QUEUE, connection=client)

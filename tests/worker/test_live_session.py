@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
+from jobs.media import ModelInfo
 from jobs.overlay import object_color
 from jobs.tracks import read_tracks
 from tests.worker.live_support import SlowTracker, wait_until
@@ -139,7 +140,7 @@ def test_page_api_prompts_commands_and_overlay() -> None:
 
 
 def test_source_end_is_reported_and_the_session_saved(tmp_path: Path) -> None:
-    recorder = Recorder(tmp_path / "out", 320, 240, 30.0, {"name": "slow-test-tracker"})
+    recorder = Recorder(tmp_path / "out", 320, 240, 30.0, ModelInfo(name="slow-test-tracker"))
     capture = Capture(SyntheticSource(320, 240, 30, num_frames=45))
     session = LiveSession(capture, lambda: SlowTracker(0.05), recorder=recorder)
     with session:
@@ -152,7 +153,9 @@ def test_source_end_is_reported_and_the_session_saved(tmp_path: Path) -> None:
     assert 5 <= processed < 45 and state.stats.dropped == 45 - processed
     assert [Path(p).name for p in state.saved] == ["tracks.json", "overlay.mp4"]
     tracks = read_tracks(tmp_path / "out" / "tracks.json")
-    assert tracks.video.num_frames == processed and tracks.model == {"name": "slow-test-tracker"}
+    assert tracks.video.num_frames == processed and tracks.model == ModelInfo(
+        name="slow-test-tracker"
+    )
     assert [t.id for t in tracks.objects] == [1]
     assert tracks.objects[0].frames[-1].frame == processed - 1
     assert tracks.objects[0].frames[-1].mask()[120, 100]
@@ -178,7 +181,7 @@ def test_a_negative_click_on_a_tracked_object_is_anchored_inside_its_mask() -> N
 
 def test_a_prompt_the_tracker_rejects_is_undone_and_tracking_goes_on(tmp_path: Path) -> None:
     tracker = SlowTracker(0.01, strict=True)
-    recorder = Recorder(tmp_path / "out", 320, 240, 30.0, {"name": "strict"})
+    recorder = Recorder(tmp_path / "out", 320, 240, 30.0, ModelInfo(name="strict"))
     capture = Capture(SyntheticSource(320, 240, 30, None))
     session = LiveSession(capture, lambda: tracker, recorder=recorder)
     with session:

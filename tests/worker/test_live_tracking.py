@@ -100,7 +100,7 @@ def test_a_click_on_a_moving_object_masks_it_from_the_frame_clicked_on() -> None
     """The lite engine (a trained model): the disc moves 8 px per processed frame, so by the
     time the tracker is 7 frames further the click's point is off the disc; applied on the
     frame clicked, the mask is on the disc there and follows it."""
-    from worker.video.source import VideoInfo
+    from jobs.media import VideoInfo
 
     engine = _lite_engine()
     info = VideoInfo(WIDTH, HEIGHT, 30, None, None, 0, "synthetic")
@@ -136,7 +136,7 @@ def _direct(make_tracker, frames, prompts: dict[int, PromptCommand]):
 def test_rewinding_gives_what_prompting_that_frame_directly_gives(engine, request) -> None:
     """Rewind + replay restores the tracker's own snapshots: the masks are the ones a tracker
     given the prompt on that frame from the start computes (SAM 2 and lite)."""
-    from worker.video.source import VideoInfo
+    from jobs.media import VideoInfo
 
     info = VideoInfo(WIDTH, HEIGHT, 30, None, None, 0, "synthetic")
     if engine == "sam2":

@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from configs.models import get_model_spec
+from jobs.media import ModelInfo
 from jobs.tracks import read_tracks
 from tests.conftest import TEST_IMAGE_SIZE, TEST_MODEL, frames_folder
 from tests.support.random_checkpoint import make_random_checkpoint
@@ -275,7 +276,10 @@ def test_progress_moves_within_a_frame_of_many_objects(loaded_model, tmp_path):
     reports = []
     request = SegmentRequest(str(clip), tmp_path / "out", prompts, write_overlay=False)
     segment_video(
-        request, lambda info: StreamingTracker(loaded_model, object_batch=2), {}, reports.append
+        request,
+        lambda info: StreamingTracker(loaded_model, object_batch=2),
+        ModelInfo(name="test"),
+        reports.append,
     )
     within = [(r.frame, r.objects_done, r.objects_total) for r in reports if r.objects_done]
     assert within[:3] == [(0, 2, 6), (0, 4, 6), (0, 6, 6)]  # frame 0 in batches of two

@@ -14,7 +14,8 @@ import pytest
 from PIL import Image
 
 from configs.errors import VideoDecodeError
-from worker.video.source import Frame, VideoInfo, open_video, orientation_from_matrix
+from jobs.media import Frame, VideoInfo
+from worker.video.source import open_video, orientation_from_matrix
 
 # name, width, height, frames, fps (02_cups and test-sample2 also carry an aac stream)
 SHARED_CLIPS = [

@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from configs.errors import InputError
-from configs.settings import DEFAULT_REDIS_URL
-from jobs.redis_keys import DEFAULT_JOB_QUEUE
+from configs.settings import DEFAULT_JOB_QUEUE, DEFAULT_REDIS_URL
 from worker.commands.common import (
     add_max_frames_flag,
     add_model_flags,

@@ -76,7 +76,7 @@ def _segment(args: argparse.Namespace, video: str, prompt):
     print(f"model: {engine.name}", file=sys.stderr)
     request = SegmentRequest(source=video, out_dir=args.out, prompts=[prompt])
     with ProgressBar("demo") as bar:
-        return segment_video(request, engine.make_tracker, engine.meta, bar)
+        return segment_video(request, engine.make_tracker, engine.model, bar)
 
 
 def _score(tracks_path: Path, truth: list[np.ndarray]) -> float:

@@ -155,9 +155,9 @@ def _tls(args: argparse.Namespace):
 
 
 def _local_session(args: argparse.Namespace, capture):
+    from jobs.media import VideoInfo
     from worker.engines.registry import load_engine
     from worker.runtimes.live.session import LiveSession
-    from worker.video.source import VideoInfo
 
     engine = load_engine(tracker_settings(args))
     info = capture.source.info
@@ -166,7 +166,7 @@ def _local_session(args: argparse.Namespace, capture):
         capture,
         lambda: engine.make_tracker(video),
         stall_timeout=args.stall_timeout,
-        recorder=_recorder(args, info, engine.meta),
+        recorder=_recorder(args, info, engine.model),
     )
 
 
@@ -198,7 +198,7 @@ def _enqueue(args: argparse.Namespace, client, session_id: str) -> None:
     from rq import Queue
 
     from jobs.redis_keys import LIVE_QUEUE
-    from worker.live.remote_session_job import RemoteSessionSpec, run_remote_session_job
+    from worker.runtimes.live.remote_session_job import RemoteSessionSpec, run_remote_session_job
 
     spec = RemoteSessionSpec(session_id, args.redis, _remote_model(args), args.idle_timeout)
     Queue(LIVE_QUEUE, connection=client).enqueue(
@@ -213,18 +213,18 @@ def _enqueue(args: argparse.Namespace, client, session_id: str) -> None:
 
 def _remote_model(args: argparse.Namespace):
     """Model flags as given: the tracker's machine resolves them (cache, devices, auto)."""
-    from worker.live.remote_session_job import RemoteModel
+    from worker.runtimes.live.remote_session_job import RemoteModel
 
     checkpoint = str(args.checkpoint) if args.checkpoint else None
     return RemoteModel(args.model, checkpoint, args.image_size, args.device, args.offload_memory)
 
 
-def _recorder(args: argparse.Namespace, info, model_meta: dict):
+def _recorder(args: argparse.Namespace, info, model):
     if args.save is None:
         return None
     from worker.runtimes.live.recorder import Recorder
 
-    return Recorder(args.save, info.width, info.height, info.fps, model_meta)
+    return Recorder(args.save, info.width, info.height, info.fps, model)
 
 
 def _serve_page(args: argparse.Namespace, session, tls=None, camera=None) -> int:
@@ -306,7 +306,7 @@ def _linger(seconds: float) -> None:
 
 
 def _serve_remote(args: argparse.Namespace) -> int:
-    from worker.live.remote_session_job import RemoteSessionSpec, run_remote_session_job
+    from worker.runtimes.live.remote_session_job import RemoteSessionSpec, run_remote_session_job
 
     spec = RemoteSessionSpec(args.serve_remote, args.redis, _remote_model(args), args.idle_timeout)
     print(f"streamseg live: serving session {spec.session_id}", file=sys.stderr)

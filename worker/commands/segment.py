@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         check_request(request)  # output, video and prompts: before the model loads
         engine = load_engine(tracker_settings(args), show_progress=not args.quiet)
         with ProgressBar("segment", enabled=not args.quiet) as bar:
-            summary = segment_video(request, engine.make_tracker, engine.meta, bar)
+            summary = segment_video(request, engine.make_tracker, engine.model, bar)
     print(
         f"segmented {summary.num_frames} frames, objects {summary.object_ids}, "
         f"{summary.fps:.1f} fps -> {', '.join(str(p) for p in summary.outputs)}"

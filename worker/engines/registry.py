@@ -9,30 +9,22 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from configs.errors import InputError, ModelLoadError
+from configs.errors import ModelLoadError
 from configs.models import DEFAULT_MODEL, get_model_spec
 from configs.settings import TrackerSettings
+from jobs.media import ModelInfo
+from worker.engines.contract import Engine
 from worker.engines.sam2video.checkpoints import cached_checkpoint, resolve_checkpoint
 
-if TYPE_CHECKING:  # both load torch: imported where an engine is built, not by --help
-    from worker.pipeline.segment import Tracker
-    from worker.video.source import VideoInfo
+if TYPE_CHECKING:
+    from jobs.media import VideoInfo
+    from worker.engines.contract import Tracker
 
 AUTO = "auto"
 LITE = "lite"
-
-
-@dataclass(frozen=True)
-class Engine:
-    """A loaded engine: ``make_tracker(info)`` starts tracking one video; ``meta`` describes it."""
-
-    name: str
-    make_tracker: Callable[[VideoInfo], Tracker]
-    meta: dict
 
 
 def choose_model(settings: TrackerSettings, notify: Callable[[str], None] | None = None) -> str:
@@ -99,20 +91,18 @@ def _load_sam2(name: str, settings: TrackerSettings, show_progress: bool) -> Eng
             loaded, num_frames=info.num_frames, offload_memory=settings.offload_memory_to_cpu
         )
 
-    meta = {
-        "name": spec.name,
-        "checkpoint": Path(checkpoint).name,
-        "image_size": loaded.image_size,
-        "device": str(loaded.device),
-    }
-    return Engine(spec.name, make_tracker, meta)
+    model = ModelInfo(
+        name=spec.name,
+        checkpoint=Path(checkpoint).name,
+        image_size=loaded.image_size,
+        device=str(loaded.device),
+    )
+    return Engine(spec.name, make_tracker, model)
 
 
 def _load_lite(settings: TrackerSettings) -> Engine:
-    try:
-        from worker.engines.lite.tracker import load_lite_engine
-    except ModuleNotFoundError:
-        raise InputError("the 'lite' model is not available in this installation") from None
+    from worker.engines.lite.tracker import load_lite_engine
+
     return load_lite_engine(settings)
 
 

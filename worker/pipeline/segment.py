@@ -19,33 +19,26 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, closing, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from configs.errors import InputError, StreamsegError
+from jobs.media import Frame, VideoInfo
 from jobs.overlay import OverlayWriter
 from jobs.prompts import Prompt, check_prompt_frames, validate_prompts
 from jobs.tracks import TracksWriter, VideoMeta, read_spool, rle_to_mask, spool_path_for
+from worker.engines.contract import Snapshotting, Tracker
 from worker.pipeline.output_dir import prepare_output_dir, remove_debris, write_errors
-from worker.video.source import Frame, VideoInfo, open_video
+from worker.video.source import open_video
 
 if TYPE_CHECKING:
-    from worker.engines.sam2video.tracker import FrameResult
+    from jobs.media import ModelInfo
+    from worker.engines.contract import FrameResult
 
 TRACKS_FILE = "tracks.json"
 OVERLAY_FILE = "overlay.mp4"
 OUTPUT_FILES = (TRACKS_FILE, OVERLAY_FILE)
-
-
-class Tracker(Protocol):
-    """What the pipeline needs of a tracker (SAM 2's ``StreamingTracker``, ``LiteTracker``)."""
-
-    frame_idx: int
-
-    def add_prompt(self, prompt: Prompt) -> None: ...
-
-    def step(self, rgb: np.ndarray) -> FrameResult: ...
 
 
 class Cancelled(StreamsegError):
@@ -121,7 +114,7 @@ class _Hooks:
 def segment_video(
     request: SegmentRequest,
     make_tracker: TrackerFactory,
-    model_meta: dict,
+    model: ModelInfo,
     on_progress: Callable[[Progress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     *,
@@ -144,7 +137,7 @@ def segment_video(
         tracker = _start_tracker(make_tracker, info, resume)
         meta = VideoMeta(info.width, info.height, info.fps, info.num_frames)
         with _no_debris_on_failure(out_dir), write_errors(out_dir), ExitStack() as stack:
-            writers = _open_writers(stack, request, out_dir, info, meta, model_meta, resume)
+            writers = _open_writers(stack, request, out_dir, info, meta, model, resume)
             start = resume.frame if resume is not None else 0
             count, seconds = _run_frames(
                 video, tracker, request.prompts, writers, hooks, request.max_frames, start
@@ -205,7 +198,7 @@ def _start_tracker(make_tracker: TrackerFactory, info: VideoInfo, resume: Resume
     tracker = make_tracker(info)
     if resume is None:
         return tracker
-    if not hasattr(tracker, "restore"):
+    if not isinstance(tracker, Snapshotting):
         raise ResumeFailed(f"{type(tracker).__name__} cannot restore a snapshot")
     try:
         tracker.restore(resume.tracker_state)
@@ -345,21 +338,21 @@ class _Writers:
 
 
 def _open_writers(
-    stack: ExitStack, request, out_dir, info, meta, model_meta, resume: ResumeFrom | None
+    stack: ExitStack, request, out_dir, info, meta, model, resume: ResumeFrom | None
 ) -> _Writers:
     """The requested writers, registered on ``stack`` so that an error leaves no file."""
     tracks = overlay = replay = None
     path = out_dir / TRACKS_FILE
     if resume is not None:
         try:
-            tracks = TracksWriter.resume(path, meta, model_meta, resume.frame)
+            tracks = TracksWriter.resume(path, meta, model, resume.frame)
         except (FileNotFoundError, ValueError) as error:
             raise ResumeFailed(f"cannot resume the tracks: {error}") from None
         stack.enter_context(tracks)
         replay = stack.enter_context(closing(_spooled_frames(spool_path_for(path), meta)))
     elif request.write_tracks:
         with write_errors(out_dir):
-            tracks = stack.enter_context(TracksWriter(path, meta, model_meta))
+            tracks = stack.enter_context(TracksWriter(path, meta, model))
     if request.write_overlay:
         with write_errors(out_dir):
             overlay = stack.enter_context(OverlayWriter(out_dir / OVERLAY_FILE, info))

@@ -43,6 +43,7 @@ import simplejpeg
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from configs.errors import VideoDecodeError
+from jobs.media import Frame, VideoInfo
 
 DEFAULT_IMAGE_FPS = 24.0
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -54,43 +55,6 @@ _DURATION_SLACK_S = 0.5  # tolerated gap between the last frame and the stated d
 _STRICT_DECODER_OPTIONS = {"err_detect": "crccheck+bitstream+buffer+explode"}
 _EBML_ID, _SEGMENT_ID = b"\x1a\x45\xdf\xa3", b"\x18\x53\x80\x67"
 _EXIF_ORIENTATION = 0x0112
-
-
-@dataclass(frozen=True)
-class VideoInfo:
-    """What is known about a source before decoding it all.
-
-    ``width``/``height``: display size in pixels (after rotation). ``fps``: the stream's average
-    frame rate (variable-rate videos: frames / duration). ``num_frames``: the container's frame
-    count, or None when it does not say. ``time_base``: unit of :attr:`Frame.pts` in seconds.
-    ``rotation``: clockwise degrees (0, 90, 180, 270) applied to decoded frames, as the legacy
-    ``rotate`` tag counts them; ``mirrored``: frames are also flipped left-right (before the
-    rotation). ``source``: the path or URL as given.
-    """
-
-    width: int
-    height: int
-    fps: float
-    num_frames: int | None
-    time_base: Fraction | None
-    rotation: int
-    source: str
-    mirrored: bool = False
-
-
-@dataclass(frozen=True, eq=False)
-class Frame:
-    """One decoded frame.
-
-    ``index``: 0-based position in the stream. ``rgb``: (H, W, 3) uint8, display orientation.
-    ``pts``: presentation timestamp in ``VideoInfo.time_base`` units (None if the container has
-    none). ``time``: presentation time in seconds (``pts * time_base``, else ``index / fps``).
-    """
-
-    index: int
-    rgb: np.ndarray
-    pts: int | None
-    time: float
 
 
 class VideoSource:

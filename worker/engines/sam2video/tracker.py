@@ -28,6 +28,7 @@ from jobs.prompts import PendingPrompts, Prompt
 from memory.bank import MemoryBank
 from memory.entries import MemoryEntry
 from memory.policy import MemoryPolicy
+from worker.engines.contract import FrameResult, ObjectResult
 from worker.engines.sam2video.memory_view import sam2_output_dict
 from worker.engines.sam2video.model import LoadedModel
 from worker.engines.sam2video.preprocess import preprocess_frame
@@ -35,31 +36,6 @@ from worker.engines.sam2video.preprocess import preprocess_frame
 # ``num_frames`` SAM 2 is told for a live stream of unknown length: only ``min(num_frames,
 # max_obj_ptrs_in_encoder)`` is read going forward, so any large value means "long video".
 UNKNOWN_LENGTH = 1 << 30
-
-
-@dataclass(frozen=True)
-class ObjectResult:
-    """One object on one frame.
-
-    ``low_res_logits``: (1, 1, S/4, S/4) float32 mask logits at the model's resolution (after
-    SAM 2's hole filling, as the official predictor stores them); ``mask``: (H, W) bool at
-    source resolution; ``score``: the object-score logit (> 0 = present).
-    """
-
-    obj_id: int
-    low_res_logits: torch.Tensor
-    mask: np.ndarray
-    score: float
-
-    @property
-    def visible(self) -> bool:
-        return self.score > 0
-
-
-@dataclass(frozen=True)
-class FrameResult:
-    frame_idx: int
-    objects: dict[int, ObjectResult]
 
 
 @dataclass

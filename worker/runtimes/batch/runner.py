@@ -120,7 +120,7 @@ class VideoRunner:
             max_frames=self.options.max_frames,
         )
         summary = segment_video(
-            request, self.engine.make_tracker, self.engine.meta, on_progress, self.stop
+            request, self.engine.make_tracker, self.engine.model, on_progress, self.stop
         )
         files = list(summary.outputs) + write_exports(folder, self.options.exports)
         manifest = Manifest(

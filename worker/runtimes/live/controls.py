@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -19,7 +19,7 @@ from configs.errors import InputError
 from jobs.prompts import Box, Point, Prompt, validate_prompts
 
 if TYPE_CHECKING:
-    from worker.engines.sam2video.tracker import FrameResult
+    pass
 
 
 MAX_OBJECTS = 16  # objects tracked at once: each one costs a mask decode per frame
@@ -163,22 +163,6 @@ class Controls:
         with self._lock:
             self._objects.clear()  # ids are not reused: a recording never mixes two objects
         self._sink(ResetCommand())
-
-
-class LiveTracker(Protocol):
-    """What a live session needs of a tracker (``StreamingTracker``, ``LiteTracker``)."""
-
-    frame_idx: int
-
-    def add_prompt(self, prompt: Prompt) -> None: ...
-
-    def remove_object(self, obj_id: int) -> None: ...
-
-    def step(self, rgb: np.ndarray) -> FrameResult: ...
-
-    def snapshot(self) -> bytes: ...
-
-    def restore(self, data: bytes) -> None: ...
 
 
 def anchored(command: PromptCommand, mask: np.ndarray | None) -> PromptCommand:

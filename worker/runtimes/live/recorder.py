@@ -10,11 +10,11 @@ from __future__ import annotations
 from fractions import Fraction
 from pathlib import Path
 
+from jobs.media import Frame, ModelInfo, VideoInfo
 from jobs.overlay import OverlayWriter
 from jobs.tracks import TracksWriter, VideoMeta
 from worker.runtimes.live.capture import CapturedFrame
 from worker.runtimes.live.display import ObjectMask
-from worker.video.source import Frame, VideoInfo
 
 TRACKS_FILE = "tracks.json"
 OVERLAY_FILE = "overlay.mp4"
@@ -24,7 +24,9 @@ _TIME_BASE = Fraction(1, 1000)
 class Recorder:
     """Writes every processed frame; ``close()`` finishes both files (a context manager)."""
 
-    def __init__(self, out_dir: Path, width: int, height: int, fps: float, model: dict) -> None:
+    def __init__(
+        self, out_dir: Path, width: int, height: int, fps: float, model: ModelInfo
+    ) -> None:
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         info = VideoInfo(width, height, fps, None, _TIME_BASE, 0, "live")

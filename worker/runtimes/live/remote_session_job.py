@@ -23,9 +23,10 @@ import redis
 from configs.errors import StreamsegError
 from configs.settings import TrackerSettings, load_settings
 from jobs.redis_keys import live_session_keys
+from worker.engines.contract import RewindableTracker
 from worker.runtimes.live import remote_wire as wire
 from worker.runtimes.live.capture import CapturedFrame
-from worker.runtimes.live.controls import LiveTracker, command_from_json
+from worker.runtimes.live.controls import command_from_json
 from worker.runtimes.live.tracking import LiveTracking
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ class RemoteTrackerLoop:
         self,
         client: redis.Redis,
         session_id: str,
-        make_tracker: Callable[[int, int], LiveTracker],
+        make_tracker: Callable[[int, int], RewindableTracker],
         idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
     ) -> None:
         self.client = client
@@ -164,13 +165,13 @@ class RemoteTrackerLoop:
 
 def run_remote_session_job(spec: RemoteSessionSpec) -> RemoteSummary:
     """The rq job: load the model (cached per worker process) and serve the session."""
+    from jobs.media import VideoInfo
     from worker.engines.registry import load_engine
-    from worker.video.source import VideoInfo
 
     client = wire.connect(spec.redis_url)
     engine = load_engine(spec.model.settings(), show_progress=False)
 
-    def make_tracker(width: int, height: int) -> LiveTracker:
+    def make_tracker(width: int, height: int) -> RewindableTracker:
         info = VideoInfo(width, height, 30.0, None, None, 0, f"live session {spec.session_id}")
         return engine.make_tracker(info)
 

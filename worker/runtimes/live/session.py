@@ -16,8 +16,9 @@ from enum import Enum
 from pathlib import Path
 
 from configs.errors import StreamsegError
+from worker.engines.contract import RewindableTracker
 from worker.runtimes.live.capture import Capture, FrameSlot, SourceEnd
-from worker.runtimes.live.controls import Controls, LiveTracker
+from worker.runtimes.live.controls import Controls
 from worker.runtimes.live.display import Display, ObjectView
 from worker.runtimes.live.recorder import Recorder
 from worker.runtimes.live.sources import public_label
@@ -83,7 +84,7 @@ class LiveSession:
     def __init__(
         self,
         capture: Capture,
-        make_tracker: Callable[[], LiveTracker],
+        make_tracker: Callable[[], RewindableTracker],
         *,
         stall_timeout: float = DEFAULT_STALL_TIMEOUT_S,
         recorder: Recorder | None = None,

@@ -25,10 +25,10 @@ import numpy as np
 
 from configs.errors import InputError
 from jobs.prompts import Prompt
+from worker.engines.contract import RewindableTracker
 from worker.runtimes.live.capture import CapturedFrame
 from worker.runtimes.live.controls import (
     Command,
-    LiveTracker,
     PromptCommand,
     RemoveCommand,
     ResetCommand,
@@ -79,14 +79,14 @@ class LiveTracking:
 
     def __init__(
         self,
-        make_tracker: Callable[[], LiveTracker],
+        make_tracker: Callable[[], RewindableTracker],
         *,
         history: int = DEFAULT_HISTORY,
         on_final: Callable[[CapturedFrame, list[ObjectMask]], None] | None = None,
         on_rejected: Callable[[int], None] | None = None,
     ) -> None:
         self.queue = PromptQueue()
-        self.tracker: LiveTracker | None = None
+        self.tracker: RewindableTracker | None = None
         self.notice: str | None = None
         self.rejected: int | None = None
         self.working = False  # prompts being applied right now
@@ -191,7 +191,7 @@ class LiveTracking:
         self.rewinds = (self.rewinds + [len(replayed) - 1])[-100:]
         self.notice = self.rejected = None
 
-    def _restored(self, state: bytes | None) -> LiveTracker:
+    def _restored(self, state: bytes | None) -> RewindableTracker:
         if state is None or self.tracker is None:
             tracker = self._make_tracker()
             if state is not None:
@@ -241,14 +241,14 @@ class LiveTracking:
         return objects
 
     def _prompt(
-        self, tracker: LiveTracker, command: PromptCommand, masks: dict[int, np.ndarray]
+        self, tracker: RewindableTracker, command: PromptCommand, masks: dict[int, np.ndarray]
     ) -> Prompt:
         command = anchored(command, masks.get(command.obj_id))
         return Prompt(
             command.obj_id, tracker.frame_idx, command.points, command.labels, command.box
         )
 
-    def _step(self, tracker: LiveTracker, rgb: np.ndarray) -> list[ObjectMask]:
+    def _step(self, tracker: RewindableTracker, rgb: np.ndarray) -> list[ObjectMask]:
         result = tracker.step(rgb)
         return [ObjectMask(o.obj_id, o.mask, o.score) for o in result.objects.values()]
 

@@ -24,7 +24,8 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from jobs.storage import Location, Retrier, read_bytes, remove, remove_tree, write_bytes
-from worker.pipeline.segment import ResumeFrom, Tracker
+from worker.engines.contract import Snapshotting, Tracker
+from worker.pipeline.segment import ResumeFrom
 
 CHECKPOINT_DIR = ".streamseg-checkpoint"
 STATE_NAME = "state.json"
@@ -163,7 +164,7 @@ class Checkpointer:
         if ready:
             self._save(ready[-1])
             self._pending = [p for p in self._pending if p.frame > index - 2]
-        if index > self._start and index % self.every == 0 and hasattr(tracker, "snapshot"):
+        if index > self._start and index % self.every == 0 and isinstance(tracker, Snapshotting):
             self._pending.append(_Pending(index, tracker.snapshot()))
 
     def _spool_size(self) -> int:

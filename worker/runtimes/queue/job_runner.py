@@ -216,7 +216,7 @@ class JobRunner:
         return segment_video(
             request,
             engine.make_tracker,
-            engine.meta,
+            engine.model,
             self.reporter.on_progress,
             self._should_stop,
             resume=resume,
