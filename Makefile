@@ -31,6 +31,7 @@ browser:
 
 test: setup browser
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/python -m pytest -q
 
 lint: setup
