@@ -152,7 +152,7 @@ class QueuedBatch:
         folder = self.folder(item.video)
         job_files = [folder / entry.name for entry in result.manifest.files]
         files = job_files + write_exports(folder, self.options.exports)
-        model = str(read_tracks(folder / "tracks.json").model.get("name", self.model.model))
+        model = read_tracks(folder / "tracks.json").model.name or self.model.model
         request = OutputRequest(self.request.exports, self.options.max_frames, model)
         manifest = Manifest(
             video=item.video.name,
