@@ -12,11 +12,12 @@ submit: wall time of ``streamseg submit clip.mp4 --out ... --point ...`` as a us
 (a fresh interpreter each time, job queued in Redis when it returns).
 
 requeue: a job (sam2.1-tiny, random weights, 256 px, DAVIS bear, checkpoint every frame) runs
-on worker A; at its first checkpoint A is SIGKILLed. ``requeued``: seconds until the job is
-back on the queue (its ``enqueued_at``); ``resumed``: until the next attempt tracked its first
-frame after the checkpoint. Scenarios: ``fresh`` (a new worker is started right after the
-kill), ``second`` (a second worker was already idle), ``supervised`` (A is a child of
-``streamseg worker --devices cpu``, restarted by it; this checkout only).
+on a worker; at its first checkpoint the worker running it is SIGKILLed. ``requeued``: seconds
+until the job is back on the queue (its ``enqueued_at``); ``resumed``: until the next attempt
+tracked its first frame after the checkpoint. Scenarios: ``fresh`` (a new worker is started
+right after the kill), ``second`` (two workers were idle when the job came; the other one
+takes it over), ``supervised`` (the worker is the child of ``streamseg worker --devices
+cpu``, restarted by it; this checkout only).
 """
 
 from __future__ import annotations
@@ -123,8 +124,8 @@ def requeue_once(repo: Path, scenario: str, url: str, checkpoint: Path, clip: Pa
 
     try:
         worker("a", *(["--devices", "cpu"] if scenario == "supervised" else []))
-        victim = f"{queue}-a.0.1" if scenario == "supervised" else f"{queue}-a"
-        _wait(lambda: victim in _registered(url, queue), 300)
+        first = f"{queue}-a.0.1" if scenario == "supervised" else f"{queue}-a"
+        _wait(lambda: first in _registered(url, queue), 300)
         if scenario == "second":
             worker("b")
             _wait(lambda: f"{queue}-b" in _registered(url, queue), 300)
@@ -135,7 +136,9 @@ def requeue_once(repo: Path, scenario: str, url: str, checkpoint: Path, clip: Pa
         jobs = JobQueue.connect(QueueSettings(), url, queue)
         job = jobs.submit(spec)
         _wait(lambda: jobs.get(job.id).meta.progress.checkpoint, 600)
-        os.kill(_pid(url, victim), signal.SIGKILL)
+        # the worker running the job: with two idle workers either may have taken it (killing
+        # "a" regardless once hit the idle one, and the bench waited 600 s for a requeue)
+        os.kill(_pid(url, jobs.get(job.id).worker), signal.SIGKILL)
         killed = time.time()
         if scenario == "fresh":
             worker("c")

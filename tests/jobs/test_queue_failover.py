@@ -1,0 +1,60 @@
+"""Fail-over to a worker that is already idle: the worker running a job is SIGKILLed while a
+second one waits on the queue; the second requeues the job at its next maintenance pass once
+the heartbeats have stopped for ``abandoned_after_s``, resumes it from the checkpoint and
+finishes it with the tracks of one uninterrupted run."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
+from configs.settings import load_settings
+from jobs.queue import JobQueue
+from tests.jobs.conftest import FAST_WORKER_ENV, spec_dict, wait_for
+
+ABANDONED_AFTER_S = int(FAST_WORKER_ENV["STREAMSEG_ABANDONED_AFTER_S"])
+MAINTENANCE_S = int(FAST_WORKER_ENV["STREAMSEG_MAINTENANCE_S"])
+# Requeued by the idle worker's first maintenance pass after the heartbeats' registration ran
+# out: at most abandoned-after + one maintenance interval (+ 1 s of RQ's whole-second scores).
+# Doubled for loaded cores; waiting out another timer (the 60 s maintenance lock, the worker's
+# 76 s registration) or never requeueing (a benchmark run once saw that) is far above it.
+REQUEUE_BOUND_S = 2 * (ABANDONED_AFTER_S + MAINTENANCE_S + 1)
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def test_idle_second_worker_resumes_a_killed_workers_job(
+    workers, bear_clip, sam2_checkpoint, reference_run, tmp_path
+):
+    started = {w.name: w for w in (workers.start(), workers.start())}
+    workers.wait_registered(2)
+    jobs = JobQueue.connect(load_settings().queue, workers.redis_url, workers.queue)
+    out = tmp_path / "out"
+    job = jobs.submit(spec_dict(bear_clip, out, sam2_checkpoint, checkpoint_every=1))
+
+    wait_for(lambda: jobs.get(job.id).meta.progress.checkpoint, 300, "a first checkpoint")
+    running = started.pop(jobs.get(job.id).worker)  # either idle worker may have taken it
+    (idle,) = started.values()
+    running.kill()
+    raw = Job.fetch(job.id, connection=jobs.redis, serializer=JSONSerializer)
+    last_beat = _utc(raw.last_heartbeat)  # the killed worker's last one: nobody beats now
+    assert raw.get_status() == "started" and idle.process.poll() is None
+
+    back = wait_for(lambda: (v := jobs.get(job.id)).meta.progress.attempt == 2 and v, 120,
+                    "attempt 2 on the idle worker")  # fmt: skip
+    requeued_s = (_utc(back.enqueued_at) - last_beat).total_seconds()
+    print(f"\nrequeued {requeued_s:.1f} s after the last heartbeat (bound {REQUEUE_BOUND_S} s)")
+    assert ABANDONED_AFTER_S - 1 <= requeued_s <= REQUEUE_BOUND_S, idle.log()[-3000:]
+    assert back.worker == idle.name and back.meta.lost == 1
+
+    final = jobs.follow(job.id, poll_s=0.2, timeout_s=300)
+    assert final.state == "finished", idle.log()[-3000:]
+    assert final.worker == idle.name and final.meta.progress.resumed_from is not None
+    assert final.retries_left == load_settings().queue.max_retries - 1  # a lost worker spends one
+    # each frame tracked once, as if never interrupted (overlay.mp4's bytes are not compared:
+    # on this machine they differ between processes even without a kill)
+    assert (out / "tracks.json").read_bytes() == (reference_run / "tracks.json").read_bytes()
