@@ -62,11 +62,13 @@ def sam2_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def loaded_model(sam2_checkpoint: Path):
-    """The test checkpoint loaded by streamseg on CPU at the small test image size."""
+    """The test checkpoint loaded by streamseg on CPU at the small test image size, in float32
+    (exact against the official predictor; ``auto`` picks bf16 on AMX / AVX-512 BF16 CPUs)."""
     from configs.models import get_model_spec
     from worker.engines.sam2video.model import cached_model
 
-    return cached_model(get_model_spec(TEST_MODEL), sam2_checkpoint, TEST_IMAGE_SIZE, "cpu")
+    spec = get_model_spec(TEST_MODEL)
+    return cached_model(spec, sam2_checkpoint, TEST_IMAGE_SIZE, "cpu", precision="fp32")
 
 
 @pytest.fixture(scope="session")
