@@ -26,7 +26,8 @@ from PIL import Image
 
 from configs.errors import InputError
 from jobs.exports import ExportVideo, FrameMasks, one_label_per_pixel
-from jobs.tracks import read_tracks, rle_to_mask
+from jobs.mask_codec import rle_to_mask
+from jobs.tracks import read_tracks
 
 VOID_LABEL = 255
 MAX_PNG_ID = 254  # indexed PNG object ids: 0 is the background, 255 void
@@ -226,7 +227,7 @@ class TrackedVideo:
         for obj_id, frames in self.rles.items():
             if frame in frames:
                 try:
-                    masks[obj_id] = decode_rle(frames[frame])
+                    masks[obj_id] = rle_to_mask(frames[frame])  # type: ignore[arg-type]
                 except InputError as error:
                     raise InputError(f"object {obj_id} frame {frame}: {error}") from None
         scores = {obj_id: self.scores[obj_id][frame] for obj_id in masks}
@@ -236,14 +237,6 @@ class TrackedVideo:
         """Every frame ``0..num_frames-1`` in order, decoded one at a time."""
         for frame in range(self.video.num_frames):
             yield self.frame_masks(frame)
-
-
-def decode_rle(rle: Mapping[str, object]) -> np.ndarray:
-    """bool (H, W) mask of a COCO RLE ``{"size": [h, w], "counts": str | bytes | list}``."""
-    try:
-        return rle_to_mask(rle)  # type: ignore[arg-type]
-    except (KeyError, TypeError, ValueError) as error:
-        raise InputError(f"invalid COCO RLE mask: {error}") from error
 
 
 def read_tracks_json(path: Path) -> TrackedVideo:

@@ -27,7 +27,6 @@ import math
 import operator
 import os
 import tempfile
-import warnings
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -35,9 +34,9 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
-from pycocotools import mask as mask_utils
 
 from jobs.atomic_files import atomic_writer
+from jobs.mask_codec import check_mask, mask_bbox, mask_to_rle, rle_to_mask
 from jobs.media import ModelInfo
 from jobs.tracks_json import FrameJson, check_video_meta, load_tracks_document
 
@@ -45,47 +44,6 @@ SPOOL_SUFFIX = ".spool"
 SCRATCH_PREFIX = ".tracks-"  # the folder finish() regroups the spool in, beside tracks.json
 _SPOOL_MAGIC = "streamseg-tracks-spool"
 _SPLIT_FILES_AT_ONCE = 64
-
-
-# --- masks ---------------------------------------------------------------------------------
-
-
-def _check_mask(mask: np.ndarray) -> np.ndarray:
-    if not isinstance(mask, np.ndarray) or mask.dtype != np.bool_ or mask.ndim != 2:
-        shape = getattr(mask, "shape", None)
-        raise TypeError(f"mask must be a 2-D bool array, got {type(mask).__name__} {shape}")
-    return mask
-
-
-def mask_to_rle(mask: np.ndarray) -> dict[str, Any]:
-    """(H, W) bool -> COCO compressed RLE ``{"size": [H, W], "counts": str}``."""
-    encoded = mask_utils.encode(np.asfortranarray(_check_mask(mask), dtype=np.uint8))
-    return {"size": [int(s) for s in encoded["size"]], "counts": encoded["counts"].decode("ascii")}
-
-
-def rle_to_mask(rle: dict[str, Any]) -> np.ndarray:
-    """COCO RLE (compressed str/bytes counts, or uncompressed list counts) -> (H, W) bool."""
-    height, width = (int(s) for s in rle["size"])
-    counts = rle["counts"]
-    if isinstance(counts, list):
-        coco = mask_utils.frPyObjects({"size": [height, width], "counts": counts}, height, width)
-    else:
-        raw = counts.encode("ascii") if isinstance(counts, str) else counts
-        coco = {"size": [height, width], "counts": raw}
-    with warnings.catch_warnings():  # pycocotools' own numpy-2 notice, raised on every decode
-        warnings.filterwarnings("ignore", "__array__ implementation", DeprecationWarning)
-        decoded = mask_utils.decode(coco)
-    return np.ascontiguousarray(decoded, dtype=bool)
-
-
-def mask_bbox(mask: np.ndarray) -> list[int]:
-    """(H, W) bool -> tight box ``[x, y, w, h]`` in pixels (COCO convention); empty -> zeros."""
-    columns = np.flatnonzero(_check_mask(mask).any(axis=0))
-    if columns.size == 0:
-        return [0, 0, 0, 0]
-    rows = np.flatnonzero(mask.any(axis=1))
-    x, y = int(columns[0]), int(rows[0])
-    return [x, y, int(columns[-1]) - x + 1, int(rows[-1]) - y + 1]
 
 
 # --- data ----------------------------------------------------------------------------------
@@ -378,7 +336,7 @@ class TracksWriter:
             raise ValueError(f"object added twice on one frame {where}")
         if not math.isfinite(score):
             raise ValueError(f"score must be finite, got {score} {where}")
-        if _check_mask(mask).shape != (self.video.height, self.video.width):
+        if check_mask(mask).shape != (self.video.height, self.video.width):
             raise ValueError(
                 f"mask is {mask.shape[1]}x{mask.shape[0]} but the video is "
                 f"{self.video.width}x{self.video.height} {where}"

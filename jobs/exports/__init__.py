@@ -16,7 +16,6 @@ from typing import Protocol
 import numpy as np
 
 from configs.errors import InputError
-from jobs.tracks import mask_bbox as tracks_mask_bbox
 
 DEFAULT_LABEL = "object"
 
@@ -140,15 +139,6 @@ def check_frame(frame: FrameMasks, video: VideoLike, previous: int) -> None:
                 f"frame {frame.frame} object {obj_id}: mask shape {np.shape(mask)} is not "
                 f"the video's {(video.height, video.width)}"
             )
-
-
-def mask_bbox(mask: np.ndarray) -> tuple[int, int, int, int] | None:
-    """Tight box ``(x, y, w, h)`` of a bool (H, W) mask (COCO, 0-based); None if it is empty.
-
-    The same box as ``tracks.json`` holds (:func:`jobs.tracks.mask_bbox`, zeros when empty).
-    """
-    x, y, w, h = tracks_mask_bbox(np.asarray(mask, dtype=bool))
-    return None if w == 0 else (x, y, w, h)
 
 
 def label_for(labels: Mapping[int, str] | None, obj_id: int) -> str:

@@ -36,8 +36,8 @@ from jobs.exports import (
     VideoLike,
     check_frame,
     label_for,
-    mask_bbox,
 )
+from jobs.mask_codec import has_pixels, mask_bbox
 from jobs.mask_io import davis_palette
 
 
@@ -61,12 +61,12 @@ _Shape = tuple[int, CvatMask, bool]  # (frame, mask, outside)
 
 
 def encode_cvat_mask(mask: np.ndarray) -> CvatMask | None:
-    """CVAT encoding of a bool (H, W) mask; None if the mask is empty."""
-    box = mask_bbox(mask)
-    if box is None:
+    """CVAT encoding of a bool (H, W) mask; None if the mask is empty (CVAT has no empty mask)."""
+    mask = np.asarray(mask, dtype=bool)
+    if not has_pixels(mask):
         return None
-    left, top, width, height = box
-    crop = np.asarray(mask[top : top + height, left : left + width], dtype=bool).ravel()
+    left, top, width, height = mask_bbox(mask)
+    crop = mask[top : top + height, left : left + width].ravel()
     changes = np.flatnonzero(crop[1:] != crop[:-1]) + 1
     runs = np.diff(np.concatenate(([0], changes, [crop.size]))).tolist()
     if crop[0]:

@@ -13,19 +13,20 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from jobs.exports import FrameMasks, VideoLike, check_frame, mask_bbox
+from jobs.exports import FrameMasks, VideoLike, check_frame
+from jobs.mask_codec import mask_bbox
 
 MOT_ORIGIN = 1  # MOTChallenge numbers frames and pixels from 1; streamseg from 0
 
 
 def mot_lines(item: FrameMasks) -> list[str]:
-    """The MOT lines of one frame, in increasing object id order."""
+    """The MOT lines of one frame, in increasing object id order.
+
+    An object with an empty mask has no box and no line (``FrameMasks.visible`` leaves it out).
+    """
     lines = []
     for obj_id, mask in item.visible().items():
-        box = mask_bbox(mask)
-        if box is None:
-            continue
-        x, y, w, h = box
+        x, y, w, h = mask_bbox(mask)
         left, top = x + MOT_ORIGIN, y + MOT_ORIGIN
         frame = item.frame + MOT_ORIGIN
         lines.append(f"{frame},{obj_id},{left},{top},{w},{h},{item.score(obj_id):.6g},-1,-1,-1")

@@ -9,10 +9,11 @@ Layout (as the official YouTube-VIS files)::
      "categories": [{"id", "name", "supercategory"}]}
 
 Per-frame lists have one entry per video frame, ``null`` where the object is not visible.
-Segmentations are COCO compressed RLE (``counts`` as a string), areas and boxes come from
-pycocotools. The annotation ``length`` is 1, as in the official files; the video's ``length``
-is its frame count. The annotation id is the object id. Only the RLE strings are kept in
-memory while the frames stream by.
+Segmentations are COCO compressed RLE (``counts`` as a string), boxes and the pixel counts
+(areas) come from :mod:`jobs.mask_codec`, as in ``tracks.json`` (pycocotools' ``toBbox`` and
+``area`` give the same). The annotation ``length`` is 1, as in the official files; the video's
+``length`` is its frame count. The annotation id is the object id. Only the RLE strings are kept
+in memory while the frames stream by.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from jobs.exports import FrameMasks, VideoLike, check_frame, label_for
-from jobs.tracks import mask_to_rle
+from jobs.mask_codec import mask_bbox, mask_to_rle
 
 
 @dataclass
@@ -37,13 +38,10 @@ class _ObjectTrack:
     bboxes: list[list[float] | None]
 
     def put(self, frame: int, mask: np.ndarray) -> None:
-        from pycocotools import mask as mask_utils
-
-        rle = mask_to_rle(mask)
-        coded = {"size": rle["size"], "counts": str(rle["counts"]).encode("ascii")}
-        self.segmentations[frame] = rle
-        self.areas[frame] = float(mask_utils.area(coded))
-        self.bboxes[frame] = [float(v) for v in mask_utils.toBbox(coded)]
+        """Record a non-empty (H, W) bool mask (an empty one stays null: it has no box)."""
+        self.segmentations[frame] = mask_to_rle(mask)
+        self.areas[frame] = float(np.count_nonzero(mask))
+        self.bboxes[frame] = [float(v) for v in mask_bbox(mask)]
 
 
 def _collect(video: VideoLike, frames: Iterable[FrameMasks]) -> dict[int, _ObjectTrack]:

@@ -23,11 +23,12 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from configs.errors import InputError
-from jobs.exports import ExportVideo, FrameMasks, mask_bbox
+from jobs.exports import ExportVideo, FrameMasks
 from jobs.exports.cvat import CvatLayout, encode_cvat_mask, write_cvat_video
 from jobs.exports.davis_png import write_davis_pngs
 from jobs.exports.mot import write_mot
 from jobs.exports.ytvis import write_ytvis, ytvis_document
+from jobs.mask_codec import mask_bbox
 from jobs.mask_io import (
     davis_palette,
     label_map,
@@ -191,7 +192,7 @@ def _tracks_document(video: ExportVideo, frames: list[FrameMasks]) -> dict:
                 {
                     "frame": item.frame,
                     "rle": {"size": list(rle["size"]), "counts": rle["counts"].decode()},
-                    "bbox": list(mask_bbox(mask) or (0, 0, 0, 0)),
+                    "bbox": mask_bbox(mask),
                     "score": item.score(obj_id),
                     "visible": True,
                 }
@@ -451,8 +452,8 @@ def test_ytvis_masks_decode_to_the_input(tmp_path: Path, real_video) -> None:
             decoded = mask_utils.decode(rle).astype(bool)
             assert np.array_equal(decoded, expected[frame])
             assert ann["areas"][frame] == expected[frame].sum()
-            x, y, w, h = mask_bbox(expected[frame])
-            assert ann["bboxes"][frame] == [x, y, w, h]
+            assert ann["bboxes"][frame] == mask_utils.toBbox(rle).tolist()
+            assert ann["bboxes"][frame] == mask_bbox(expected[frame])
 
 
 def test_ytvis_default_category() -> None:

@@ -1,4 +1,5 @@
-"""jobs.tracks: RLE helpers, the streaming TracksWriter, crash-resume and read_tracks."""
+"""jobs.mask_codec (RLE, boxes), and jobs.tracks: the streaming TracksWriter, crash-resume and
+read_tracks."""
 
 from __future__ import annotations
 
@@ -17,16 +18,14 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from configs.errors import InputError
+from jobs.mask_codec import mask_bbox, mask_to_rle, rle_to_mask
 from jobs.media import ModelInfo
 from jobs.tracks import (
     SpoolState,
     Tracks,
     TracksWriter,
     VideoMeta,
-    mask_bbox,
-    mask_to_rle,
     read_tracks,
-    rle_to_mask,
     spool_path_for,
     spool_state,
 )
@@ -97,6 +96,15 @@ def test_rle_to_mask_reads_bytes_and_uncompressed_counts() -> None:
     runs = np.diff(np.flatnonzero(np.diff(np.r_[0, column_major, 1 - column_major[-1]])))
     counts = [int(np.flatnonzero(column_major)[0])] + runs.tolist()
     np.testing.assert_array_equal(rle_to_mask({"size": rle["size"], "counts": counts}), mask)
+
+
+@pytest.mark.parametrize("bad", [
+    {"counts": "PP"}, {"size": [2, 2]}, {"size": "ab", "counts": "0"},
+    {"size": [2, 2], "counts": 5}, {"size": [2, 2], "counts": "é"},
+])  # fmt: skip
+def test_rle_to_mask_refuses_a_malformed_rle(bad: dict) -> None:
+    with pytest.raises(InputError, match=r"^invalid COCO RLE mask: "):
+        rle_to_mask(bad)
 
 
 @pytest.mark.parametrize(("rows", "cols", "expected"), [

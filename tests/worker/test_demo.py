@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from jobs.tracks import mask_bbox
+from jobs.mask_codec import mask_bbox
 from worker.video.demo_clip import SampleSpec, sample_frames, write_sample_video
 from worker.video.source import open_video
 

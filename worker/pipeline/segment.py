@@ -24,10 +24,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from configs.errors import InputError, StreamsegError
+from jobs.mask_codec import rle_to_mask
 from jobs.media import Frame, VideoInfo
 from jobs.overlay import OverlayWriter
 from jobs.prompts import Prompt, check_prompt_frames, validate_prompts
-from jobs.tracks import TracksWriter, VideoMeta, read_spool, rle_to_mask, spool_path_for
+from jobs.tracks import TracksWriter, VideoMeta, read_spool, spool_path_for
 from worker.engines.contract import Snapshotting, Tracker
 from worker.pipeline.output_dir import prepare_output_dir, remove_debris, write_errors
 from worker.video.source import open_video

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from jobs.mask_codec import mask_bbox
 from jobs.overlay import draw_overlay, object_color
-from jobs.tracks import mask_bbox
 
 JPEG_QUALITY = 85
 _SHOWN_MEMORY = 64  # capture times of this many recent frames are kept for mark_shown
