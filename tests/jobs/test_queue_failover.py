@@ -5,6 +5,7 @@ finishes it with the tracks of one uninterrupted run."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timezone
 
 from rq.job import Job
@@ -12,14 +13,15 @@ from rq.serializers import JSONSerializer
 
 from configs.settings import load_settings
 from jobs.queue import JobQueue
-from tests.jobs.conftest import FAST_WORKER_ENV, spec_dict, wait_for
+from tests.jobs.conftest import FAST_WORKER_ENV, spec_dict, unique_queue, wait_for
+from worker.runtimes.queue.rq_hooks import StreamsegWorker
 
 ABANDONED_AFTER_S = int(FAST_WORKER_ENV["STREAMSEG_ABANDONED_AFTER_S"])
 MAINTENANCE_S = int(FAST_WORKER_ENV["STREAMSEG_MAINTENANCE_S"])
 # Requeued by the idle worker's first maintenance pass after the heartbeats' registration ran
 # out: at most abandoned-after + one maintenance interval (+ 1 s of RQ's whole-second scores).
-# Doubled for loaded cores; waiting out another timer (the 60 s maintenance lock, the worker's
-# 76 s registration) or never requeueing (a benchmark run once saw that) is far above it.
+# Doubled for loaded cores; waiting out another timer (a maintenance lock left by the killed
+# worker mid-pass was 60 s, the worker's registration 76 s) or never requeueing is far above.
 REQUEUE_BOUND_S = 2 * (ABANDONED_AFTER_S + MAINTENANCE_S + 1)
 
 
@@ -58,3 +60,24 @@ def test_idle_second_worker_resumes_a_killed_workers_job(
     # each frame tracked once, as if never interrupted (overlay.mp4's bytes are not compared:
     # on this machine they differ between processes even without a kill)
     assert (out / "tracks.json").read_bytes() == (reference_run / "tracks.json").read_bytes()
+
+
+class _LockWatcher(StreamsegWorker):
+    """A real worker that notes the maintenance lock's TTL while it holds it."""
+
+    seen_ttl: list[int] = []
+
+    def _clean_queue(self, queue) -> None:
+        self.seen_ttl.append(self.connection.ttl(queue.registry_cleaning_key))
+        super()._clean_queue(queue)
+
+
+def test_a_maintenance_lock_left_by_a_dead_holder_lasts_abandoned_after(redis_client):
+    from rq import Queue
+
+    settings = replace(load_settings().queue, abandoned_after_s=ABANDONED_AFTER_S)
+    queue = Queue(unique_queue(), connection=redis_client, serializer=JSONSerializer)
+    worker = _LockWatcher([queue], connection=redis_client, settings=settings)
+    worker.clean_registries()
+    assert 0 < worker.seen_ttl[-1] <= ABANDONED_AFTER_S  # RQ's own: 899 s; it was 60 s here
+    assert not redis_client.exists(queue.registry_cleaning_key)  # released after the pass

@@ -59,7 +59,6 @@ from worker.runtimes.queue.hygiene import move_list_entry, sweep_queue
 log = logging.getLogger("streamseg.worker")
 FINAL = frozenset({"input", "rejected", "cancelled", "timeout"})
 REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError)
-MAINTENANCE_LOCK_S = 60  # RQ's own lock lasts 899 s: a worker killed mid-pass stalled them all
 
 
 class RejectedJob(InputError):
@@ -162,6 +161,12 @@ class StreamsegWorker(SimpleWorker):
         self._queues_empty = False
         self._jobs_done = 0
         self._maintenance = threading.Lock()
+        # The queue's maintenance lock, if its holder dies mid-pass, stalls every other worker's
+        # requeueing until it expires (RQ's lasts 899 s). It lasts abandoned-after: a pass as
+        # long as that would already stall this worker's own job heartbeats (the heartbeat
+        # thread runs it), so no pass is cut short, and a dead holder delays the requeue of its
+        # job by no more than the wait for its heartbeats to run out, which overlaps it.
+        self._lock_s = max(1, settings.abandoned_after_s)
 
     # ----- how the worker stopped ----------------------------------------------------------
     def stopped_cleanly(self, burst: bool, max_jobs: int | None) -> bool:
@@ -225,7 +230,7 @@ class StreamsegWorker(SimpleWorker):
         with self._maintenance:  # the heartbeat thread runs it too, during jobs
             for queue in self.queues:
                 lock = queue.registry_cleaning_key
-                if not self.connection.set(lock, self.name, nx=True, ex=MAINTENANCE_LOCK_S):
+                if not self.connection.set(lock, self.name, nx=True, ex=self._lock_s):
                     continue
                 try:
                     self._clean_queue(queue)
