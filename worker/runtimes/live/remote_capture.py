@@ -22,13 +22,7 @@ from worker.runtimes.live.capture import Capture, CapturedFrame, SourceEnd
 from worker.runtimes.live.controls import Command, Controls, command_to_json
 from worker.runtimes.live.display import Display
 from worker.runtimes.live.recorder import Recorder
-from worker.runtimes.live.session import (
-    DEFAULT_STALL_TIMEOUT_S,
-    SessionState,
-    Status,
-    dropped_count,
-    status_for,
-)
+from worker.runtimes.live.session import DEFAULT_STALL_TIMEOUT_S, PageSession, Status
 from worker.runtimes.live.stats import LiveStats
 
 DEFAULT_RESULT_TIMEOUT_S = 20.0
@@ -40,7 +34,7 @@ _POLL_S = 0.1
 _BLOCK_MS = 200
 
 
-class RemoteCaptureSession:
+class RemoteCaptureSession(PageSession):
     """Streams ``capture`` to session ``session_id`` and shows what the tracker answers.
 
     ``first_result_timeout``: how long to wait for a tracker to pick the session up (a queue
@@ -199,15 +193,7 @@ class RemoteCaptureSession:
                     thread.join(_JOIN_S)
             self.capture.close()
             self._end_remote()
-            message = end.message if end is not None else "stopped by the user"
-            if self.recorder is not None:
-                try:
-                    self.saved = self.recorder.close()
-                except (OSError, RuntimeError, ValueError) as error:
-                    message += f"; saving failed: {error}"
-            self._status, self._message = status_for(end), message
-            self.display.close()
-            self._done.set()
+            self._record_end(end)
 
     def _end_remote(self) -> None:
         try:
@@ -217,33 +203,12 @@ class RemoteCaptureSession:
         except redis.RedisError:
             pass  # the tracker side stops by itself when frames stop coming
 
-    # ----- page API ------------------------------------------------------------------------
-    def shown(self, seq: int) -> None:
-        latency = self.display.mark_shown(seq)
-        if latency is not None:
-            self.stats.record_display(latency)
+    # ----- page API (the rest is PageSession's) ----------------------------------------------
+    def _prompt_state(self) -> tuple[str | None, int | None, bool]:
+        return self._notice, None, False
 
-    def state(self) -> SessionState:
-        info = self.capture.source.info
-        latest = self.display.latest
-        slot = self.capture.slot
-        return SessionState(
-            self._status,
-            self._message,
-            info.name,
-            info.width,
-            info.height,
-            self.stats.snapshot(
-                slot.captured, dropped_count(slot, self.stats, self._done, self._skipped)
-            ),
-            latest.objects if latest is not None else (),
-            latest.capture_index if latest is not None else None,
-            tuple(str(p) for p in self.saved),
-            self._notice,
-        )
-
-    def wait(self, timeout: float | None = None) -> bool:
-        return self._done.wait(timeout)
+    def _skipped_frames(self) -> int:
+        return self._skipped
 
     def close(self, timeout: float = 10.0) -> None:
         self._stop.set()
@@ -251,9 +216,3 @@ class RemoteCaptureSession:
             if thread.is_alive():
                 thread.join(timeout)
         self._finish(None)
-
-    def __enter__(self) -> RemoteCaptureSession:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()

@@ -78,7 +78,91 @@ def status_for(end: SourceEnd | None) -> Status:
     return Status.FAILED if end.failed else Status.ENDED
 
 
-class LiveSession:
+class PageSession:
+    """What the page server drives, whether the tracker runs here (:class:`LiveSession`) or on
+    a queue worker (``remote_capture.RemoteCaptureSession``): ``shown``, ``state``, ``wait``,
+    ``close``; a context manager (``start`` on enter, ``close`` on exit).
+
+    Subclasses set ``capture``, ``display``, ``stats``, ``recorder``, ``saved``, ``_status``,
+    ``_message`` and ``_done``, and implement ``start`` and ``close``.
+    """
+
+    capture: Capture
+    display: Display
+    stats: LiveStats
+    recorder: Recorder | None
+    saved: list[Path]
+    _status: Status
+    _message: str
+    _done: threading.Event
+
+    def start(self) -> PageSession:
+        raise NotImplementedError
+
+    def close(self, timeout: float = 30.0) -> None:
+        raise NotImplementedError
+
+    def shown(self, seq: int) -> None:
+        """The page has shown rendered frame ``seq``."""
+        latency = self.display.mark_shown(seq)
+        if latency is not None:
+            self.stats.record_display(latency)
+
+    def state(self) -> SessionState:
+        info = self.capture.source.info
+        latest = self.display.latest
+        slot = self.capture.slot
+        notice, rejected, busy = self._prompt_state()
+        dropped = dropped_count(slot, self.stats, self._done, self._skipped_frames())
+        return SessionState(
+            self._status,
+            self._message,
+            info.name,
+            info.width,
+            info.height,
+            self.stats.snapshot(slot.captured, dropped),
+            latest.objects if latest is not None else (),
+            latest.capture_index if latest is not None else None,
+            tuple(str(p) for p in self.saved),
+            notice,
+            rejected,
+            busy,
+        )
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """True once the session has ended (source end or failure, or ``close``)."""
+        return self._done.wait(timeout)
+
+    def _prompt_state(self) -> tuple[str | None, int | None, bool]:
+        """(the last rejected prompt's notice, its object, prompts pending)."""
+        return None, None, False
+
+    def _skipped_frames(self) -> int:
+        """Frames sent for tracking that the tracker skipped (remote sessions)."""
+        return 0
+
+    def _record_end(self, end: SourceEnd | None, before_save: Callable[[], None] | None = None):
+        """Finish saving (after ``before_save``), set the final status, end the page's stream."""
+        message = end.message if end is not None else "stopped by the user"
+        if self.recorder is not None:
+            try:
+                if before_save is not None:
+                    before_save()
+                self.saved = self.recorder.close()
+            except (OSError, RuntimeError, ValueError) as error:
+                message += f"; saving failed: {error}"
+        self._status, self._message = status_for(end), message
+        self.display.close()
+        self._done.set()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class LiveSession(PageSession):
     """Runs the loop on a thread; a context manager (``start`` on enter, ``close`` on exit)."""
 
     def __init__(
@@ -144,45 +228,11 @@ class LiveSession:
 
     def _finish(self, end: SourceEnd | None) -> None:
         self.capture.close()
-        message = end.message if end is not None else "stopped by the user"
-        if self.recorder is not None:
-            try:
-                self.tracking.flush()  # the last frames kept for rewinding are final now
-                self.saved = self.recorder.close()
-            except (OSError, RuntimeError, ValueError) as error:
-                message += f"; saving failed: {error}"
-        self._status, self._message = status_for(end), message
-        self.display.close()
-        self._done.set()
+        # the last frames kept for rewinding are final now
+        self._record_end(end, before_save=self.tracking.flush)
 
-    def shown(self, seq: int) -> None:
-        """The page has shown rendered frame ``seq``."""
-        latency = self.display.mark_shown(seq)
-        if latency is not None:
-            self.stats.record_display(latency)
-
-    def state(self) -> SessionState:
-        info = self.capture.source.info
-        latest = self.display.latest
-        slot = self.capture.slot
-        return SessionState(
-            self._status,
-            self._message,
-            info.name,
-            info.width,
-            info.height,
-            self.stats.snapshot(slot.captured, dropped_count(slot, self.stats, self._done)),
-            latest.objects if latest is not None else (),
-            latest.capture_index if latest is not None else None,
-            tuple(str(p) for p in self.saved),
-            self.tracking.notice,
-            self.tracking.rejected,
-            self.tracking.busy,
-        )
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """True once the session has ended (source end or failure, or ``close``)."""
-        return self._done.wait(timeout)
+    def _prompt_state(self) -> tuple[str | None, int | None, bool]:
+        return self.tracking.notice, self.tracking.rejected, self.tracking.busy
 
     def close(self, timeout: float = 30.0) -> None:
         """Stop the loop after the frame in progress and finish saving."""
@@ -191,12 +241,6 @@ class LiveSession:
             self._thread.join(timeout)
         elif not self._done.is_set():
             self._finish(None)
-
-    def __enter__(self) -> LiveSession:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
 
 def dropped_count(
