@@ -21,10 +21,13 @@ from worker.video.source import open_video
 FRAMES = 10
 
 
-def model_args(checkpoint: Path) -> list[str]:
+def model_args(checkpoint: Path, precision: str = "fp32") -> list[str]:
+    """fp32 by default: exactness against the official float32 predictor (``auto`` may pick
+    bf16 on CPUs with bf16 matrix instructions)."""
     return [
         "--model", TEST_MODEL, "--checkpoint", str(checkpoint),
         "--image-size", str(TEST_IMAGE_SIZE), "--device", "cpu", "--quiet",
+        "--precision", precision,
     ]  # fmt: skip
 
 
@@ -80,15 +83,20 @@ def test_davis_sequence_matches_official(official_predictor, sam2_checkpoint, da
         assert sum(1 for _ in overlay) == FRAMES
 
 
-def test_real_clip_matches_official(official_predictor, sam2_checkpoint, videos_dir, tmp_path):
+# fp32 is the official float32 computation; bf16 autocast follows it within the speed
+# issue's bar (mean IoU >= 0.97 against the official float32 masks)
+@pytest.mark.parametrize(("precision", "min_iou"), [("fp32", 0.99), ("bf16", 0.97)])
+def test_real_clip_matches_official(
+    precision, min_iou, official_predictor, sam2_checkpoint, videos_dir, tmp_path
+):
     clip = videos_dir / "test-sample2.mp4"  # 568x320, odd frame rate, aac audio
     out = tmp_path / "out"
     code = main(["segment", str(clip), "--out", str(out), "--point", "1:300,160",
-                 "--max-frames", str(FRAMES)] + model_args(sam2_checkpoint))  # fmt: skip
+                 "--max-frames", str(FRAMES)] + model_args(sam2_checkpoint, precision))  # fmt: skip
     assert code == 0
     folder = jpeg_folder_from_video(clip, tmp_path / "jpeg", FRAMES)
     reference = official_masks(official_predictor, folder, (300.0, 160.0))
-    assert mean_iou(out / "tracks.json", reference) >= 0.99
+    assert mean_iou(out / "tracks.json", reference) >= min_iou
 
 
 # ----- bad input: one line on stderr, exit 2, no output that looks complete ------------------
