@@ -1,8 +1,12 @@
 """One video through the tracker into tracks.json and overlay.mp4, streaming.
 
-Frames are decoded one at a time, prompts are handed to the tracker on their frame, and each
-result goes straight to the writers. Outputs appear only when the whole video succeeded: on any
-error (bad video, prompt past the end, cancellation) no tracks.json or overlay.mp4 is left.
+Frames are decoded (and preprocessed for the model) ahead of it in a producer thread, prompts
+are handed to the tracker on their frame, and each result is written behind it (RLE, tracks
+spool, overlay encoding) by one ordered writer thread (``worker.pipeline.stages``), so on a GPU
+the CPU stages overlap with the model. ``SegmentRequest.overlap=False`` runs the same calls in
+the same order in one thread: the outputs are the same either way. Outputs appear only when
+the whole video succeeded: on any error (bad video, prompt past the end, cancellation, a failed
+write in the writer thread, raised at the next frame) no tracks.json or overlay.mp4 is left.
 
 Crash-resume (queue jobs): ``before_frame`` sees the tracker before each frame is tracked (a
 checkpointer snapshots it there), and ``resume`` continues a run from such a snapshot and the
@@ -19,9 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, closing, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from configs.errors import InputError, StreamsegError
 from jobs.mask_codec import rle_to_mask
@@ -31,6 +33,8 @@ from jobs.prompts import Prompt, check_prompt_frames, validate_prompts
 from jobs.tracks import TracksWriter, VideoMeta, read_spool, spool_path_for
 from worker.engines.contract import Snapshotting, Tracker
 from worker.pipeline.output_dir import prepare_output_dir, remove_debris, write_errors
+from worker.pipeline.result_files import ResultFiles
+from worker.pipeline.stages import InlineWriter, OrderedWriter, prefetched
 from worker.video.source import open_video
 
 if TYPE_CHECKING:
@@ -40,6 +44,8 @@ if TYPE_CHECKING:
 TRACKS_FILE = "tracks.json"
 OVERLAY_FILE = "overlay.mp4"
 OUTPUT_FILES = (TRACKS_FILE, OVERLAY_FILE)
+PREFETCH_DEPTH = 2  # frames decoded and preprocessed ahead of the model
+WRITE_DEPTH = 4  # frames' results waiting for the writer (back-pressure beyond)
 
 
 class Cancelled(StreamsegError):
@@ -74,6 +80,7 @@ class SegmentRequest:
     write_tracks: bool = True
     write_overlay: bool = True
     max_frames: int | None = None  # stop after this many frames (a preview of long videos)
+    overlap: bool = True  # decode ahead of and write behind the model in threads
 
 
 @dataclass(frozen=True)
@@ -140,9 +147,7 @@ def segment_video(
         with _no_debris_on_failure(out_dir), write_errors(out_dir), ExitStack() as stack:
             writers = _open_writers(stack, request, out_dir, info, meta, model, resume)
             start = resume.frame if resume is not None else 0
-            count, seconds = _run_frames(
-                video, tracker, request.prompts, writers, hooks, request.max_frames, start
-            )
+            count, seconds = _run_frames(video, tracker, request, writers, hooks, start)
             object_ids = writers.finish(count)
     return SegmentSummary(count, object_ids, seconds, writers.paths)
 
@@ -240,11 +245,21 @@ class _Clock:
         return time.perf_counter() - self.began
 
 
-def _run_frames(video, tracker, prompts, writers, hooks, max_frames, start) -> tuple[int, float]:
+@runtime_checkable
+class _Preprocessing(Protocol):
+    """A tracker whose frame preparation can run in another thread (``StreamingTracker``)."""
+
+    def preprocess(self, rgb: Any) -> Any: ...
+
+    def step_preprocessed(self, image: Any, video_hw: tuple[int, int]) -> FrameResult: ...
+
+
+def _run_frames(video, tracker, request, writers, hooks, start) -> tuple[int, float]:
     by_frame: dict[int, list[Prompt]] = defaultdict(list)
-    for prompt in prompts:
+    for prompt in request.prompts:
         if prompt.frame >= start:  # earlier prompts are in the restored tracker already
             by_frame[prompt.frame].append(prompt)
+    max_frames = request.max_frames
     total = video.info.num_frames
     if max_frames is not None:
         total = min(total, max_frames) if total is not None else max_frames
@@ -252,21 +267,16 @@ def _run_frames(video, tracker, prompts, writers, hooks, max_frames, start) -> t
     clock.tick(0)  # the total is shown before the first (possibly long) frame
     if getattr(tracker, "on_objects", False) is None and hooks.on_progress is not None:
         tracker.on_objects = clock.objects  # progress within frames of many objects
-    for frame in video:
-        if max_frames is not None and frame.index >= max_frames:
-            break
-        if hooks.should_stop is not None and hooks.should_stop():
-            raise Cancelled(f"cancelled at frame {frame.index}")
-        if frame.index < start:
-            writers.replay(frame)
-        else:
-            if hooks.before_frame is not None:
-                hooks.before_frame(frame.index, tracker)
-            for prompt in by_frame.pop(frame.index, []):
-                tracker.add_prompt(prompt)
-            writers.write(frame, tracker.step(frame.rgb))
-        count += 1
-        clock.tick(count)
+    with _stages(video, tracker, request, start) as (frames, behind):
+        for frame, image in frames:
+            if hooks.should_stop is not None and hooks.should_stop():
+                raise Cancelled(f"cancelled at frame {frame.index}")
+            if frame.index < start:
+                behind.submit(writers.replay, frame)
+            else:
+                _track(frame, image, tracker, by_frame, hooks, behind, writers)
+            count += 1
+            clock.tick(count)
     if count < start:
         raise ResumeFailed(f"the video has {count} frames, fewer than the saved {start}")
     if by_frame:  # the video's length was not known (or overstated) up front
@@ -276,32 +286,65 @@ def _run_frames(video, tracker, prompts, writers, hooks, max_frames, start) -> t
     return count, clock.seconds()
 
 
+def _track(frame: Frame, image, tracker, by_frame, hooks: _Hooks, behind, writers) -> None:
+    """One frame through the tracker (``image``: its preprocessed input, or None); the
+    result is handed to the writer stage."""
+    if hooks.before_frame is not None:
+        behind.flush()  # a checkpointer reads the tracks spool up to this frame
+        hooks.before_frame(frame.index, tracker)
+    for prompt in by_frame.pop(frame.index, []):
+        tracker.add_prompt(prompt)
+    if image is not None:
+        result = tracker.step_preprocessed(image, frame.rgb.shape[:2])
+    else:
+        result = tracker.step(frame.rgb)
+    behind.submit(writers.write, frame, result)
+
+
+@contextmanager
+def _stages(video, tracker, request: SegmentRequest, start: int):
+    """(frames, writer): an iterator of (frame, preprocessed input or None) and the stage
+    that runs the writes, both in threads where ``request.overlap`` (see the module)."""
+    preprocess = tracker.preprocess if isinstance(tracker, _Preprocessing) else None
+
+    def prepared() -> Iterator[tuple[Frame, Any]]:
+        for frame in video:
+            if request.max_frames is not None and frame.index >= request.max_frames:
+                return
+            ready = preprocess is not None and frame.index >= start
+            yield frame, preprocess(frame.rgb) if ready else None
+
+    if not request.overlap:
+        with InlineWriter() as behind:
+            yield prepared(), behind
+        return
+    with prefetched(prepared(), PREFETCH_DEPTH) as frames, OrderedWriter(WRITE_DEPTH) as behind:
+        yield frames, behind
+
+
 class _Writers:
-    """tracks.json and overlay.mp4 writers fed together, finalised together."""
+    """The run's writer pair (``ResultFiles``), its replay of spooled frames on resume, and
+    write failures as one ``OutputError`` line."""
 
     def __init__(
         self,
         out_dir: Path,
-        tracks: TracksWriter | None,
-        overlay: OverlayWriter | None,
+        files: ResultFiles,
         replay: Iterator[tuple[int, dict]] | None = None,
     ) -> None:
         self.out_dir = out_dir
-        self.tracks = tracks
-        self.overlay = overlay
+        self.files = files
         self.paths: list[Path] = []
-        self.seen_objects: set[int] = set()
         self._replay = replay
         self._pending: tuple[int, dict] | None = None
 
     def replay(self, frame: Frame) -> None:
         """An already-tracked frame: draw its spooled masks into the overlay again."""
         entries = self._spooled(frame.index)
-        self.seen_objects.update(entries)
-        if self.overlay is not None:
-            masks = {o: rle_to_mask(e["rle"]) for o, e in entries.items() if e["visible"]}
-            with write_errors(self.out_dir):
-                self.overlay.write(frame, masks)
+        self.files.seen_objects.update(entries)
+        masks = {o: rle_to_mask(e["rle"]) for o, e in entries.items() if e["visible"]}
+        with write_errors(self.out_dir):
+            self.files.draw(frame, masks)
 
     def _spooled(self, index: int) -> dict:
         if self._pending is None and self._replay is not None:
@@ -313,29 +356,13 @@ class _Writers:
 
     def write(self, frame: Frame, result: FrameResult) -> None:
         with write_errors(self.out_dir):
-            for obj_id, obj in result.objects.items():
-                self.seen_objects.add(obj_id)
-                if self.tracks is not None:
-                    mask = obj.mask if obj.visible else np.zeros_like(obj.mask)
-                    self.tracks.add(frame.index, obj_id, mask, obj.score, obj.visible)
-            if self.overlay is not None:
-                masks = {o: r.mask for o, r in result.objects.items() if r.visible}
-                self.overlay.write(frame, masks)
+            self.files.write(frame, result.objects.values())
 
     def finish(self, num_frames: int) -> list[int]:
-        """Finish every output, or none: one that fails takes the finished ones with it."""
-        try:
-            with write_errors(self.out_dir):
-                if self.overlay is not None:
-                    self.paths.append(self.overlay.close())
-                if self.tracks is not None:
-                    self.paths.append(self.tracks.finish(num_frames))
-        except BaseException:
-            for path in self.paths:
-                path.unlink(missing_ok=True)
-            self.paths.clear()
-            raise
-        return sorted(self.seen_objects)
+        """Finish every output, or none (``ResultFiles.finish``); the object ids seen."""
+        with write_errors(self.out_dir):
+            self.paths = self.files.finish(num_frames)
+        return sorted(self.files.seen_objects)
 
 
 def _open_writers(
@@ -357,7 +384,7 @@ def _open_writers(
     if request.write_overlay:
         with write_errors(out_dir):
             overlay = stack.enter_context(OverlayWriter(out_dir / OVERLAY_FILE, info))
-    return _Writers(out_dir, tracks, overlay, replay)
+    return _Writers(out_dir, ResultFiles(tracks, overlay), replay)
 
 
 def _spooled_frames(spool: Path, meta: VideoMeta) -> Iterator[tuple[int, dict]]:

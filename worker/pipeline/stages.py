@@ -13,6 +13,8 @@ The model holds the GIL little (torch releases it in its kernels), so on a GPU t
   block, and no later call runs; leaving the block waits for every accepted call. ``flush()``
   waits until every call submitted so far has run (e.g. before a crash-resume checkpoint,
   which must see the spool up to the frame it snapshots).
+- ``InlineWriter``: ``OrderedWriter``'s interface with every call run at once in the calling
+  thread (the stages switched off: the same calls in the same order, one thread).
 """
 
 from __future__ import annotations
@@ -116,3 +118,19 @@ class OrderedWriter:
     def _raise_if_failed(self) -> None:
         if self._error is not None:
             raise self._error
+
+
+class InlineWriter:
+    """``OrderedWriter``'s interface, each call run at once in the calling thread."""
+
+    def __enter__(self) -> InlineWriter:
+        return self
+
+    def submit(self, function: Callable[..., Any], *args: Any) -> None:
+        function(*args)
+
+    def flush(self) -> None:
+        """Nothing waits: every call has run."""
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None

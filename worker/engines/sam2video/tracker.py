@@ -145,9 +145,13 @@ class StreamingTracker:
 
         Prompts for all of these frames must be queued before. ``rgbs``: (H, W, 3) uint8 each.
         """
-        size, device = self.loaded.image_size, self.loaded.device
-        images = torch.cat([preprocess_frame(rgb, size, device) for rgb in rgbs])
+        images = torch.cat([self.preprocess(rgb) for rgb in rgbs])
         return self.step_preprocessed_many(images, [(rgb.shape[0], rgb.shape[1]) for rgb in rgbs])
+
+    def preprocess(self, rgb: np.ndarray) -> torch.Tensor:
+        """``rgb`` (H, W, 3) uint8 -> the model input (1, 3, S, S) float32 on the model's
+        device, for ``step_preprocessed`` (thread-safe: it touches no tracker state)."""
+        return preprocess_frame(rgb, self.loaded.image_size, self.loaded.device)
 
     def step_preprocessed(self, image: torch.Tensor, video_hw: tuple[int, int]) -> FrameResult:
         """Process the next frame given as model input (1, 3, S, S) float32."""

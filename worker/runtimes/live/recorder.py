@@ -13,6 +13,7 @@ from pathlib import Path
 from jobs.media import Frame, ModelInfo, VideoInfo
 from jobs.overlay import OverlayWriter
 from jobs.tracks import TracksWriter, VideoMeta
+from worker.pipeline.result_files import ResultFiles
 from worker.runtimes.live.capture import CapturedFrame
 from worker.runtimes.live.display import ObjectMask
 
@@ -22,7 +23,11 @@ _TIME_BASE = Fraction(1, 1000)
 
 
 class Recorder:
-    """Writes every processed frame; ``close()`` finishes both files (a context manager)."""
+    """Writes every processed frame; ``close()`` finishes both files (a context manager).
+
+    The files are written by the pipeline's writer pair (``worker.pipeline.result_files``):
+    both are finished, or neither is left.
+    """
 
     def __init__(
         self, out_dir: Path, width: int, height: int, fps: float, model: ModelInfo
@@ -30,10 +35,13 @@ class Recorder:
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         info = VideoInfo(width, height, fps, None, _TIME_BASE, 0, "live")
-        self._tracks = TracksWriter(
-            self.out_dir / TRACKS_FILE, VideoMeta(width, height, fps), model
-        )
-        self._overlay = OverlayWriter(self.out_dir / OVERLAY_FILE, info)
+        tracks = TracksWriter(self.out_dir / TRACKS_FILE, VideoMeta(width, height, fps), model)
+        try:
+            overlay = OverlayWriter(self.out_dir / OVERLAY_FILE, info)
+        except BaseException:
+            tracks.abort()
+            raise
+        self._files = ResultFiles(tracks, overlay)
         self._first_at: float | None = None
         self._last_pts = -1
         self.frames = 0
@@ -44,10 +52,7 @@ class Recorder:
         seconds = frame.captured_at - self._first_at
         pts = max(round(seconds * 1000), self._last_pts + 1)
         self._last_pts = pts
-        for obj in objects:
-            self._tracks.add(self.frames, obj.obj_id, obj.mask, obj.score, obj.visible)
-        masks = {o.obj_id: o.mask for o in objects if o.visible}
-        self._overlay.write(Frame(self.frames, frame.rgb, pts, pts / 1000), masks)
+        self._files.write(Frame(self.frames, frame.rgb, pts, pts / 1000), objects)
         self.frames += 1
 
     def close(self) -> list[Path]:
@@ -55,11 +60,10 @@ class Recorder:
         if self.frames == 0:
             self.abort()
             return []
-        return [self._tracks.finish(self.frames), self._overlay.close()]
+        return self._files.finish(self.frames)
 
     def abort(self) -> None:
-        self._tracks.abort()
-        self._overlay.abort()
+        self._files.abort()
 
     def __enter__(self) -> Recorder:
         return self
