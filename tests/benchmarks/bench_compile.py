@@ -1,10 +1,11 @@
 """``--compile`` on this machine: compile time and steady-state gain of a tracker step.
 
-    python tests/benchmarks/bench_compile.py --size 512 --frames 8 --objects 1
+    python tests/benchmarks/bench_compile.py --size 512 --frames 8 --objects 1 [--precision bf16]
 
-One process builds two float32 trackers on the same random-weight sam2.1-tiny checkpoint, one
-eager and one compiled (``worker.engines.sam2video.compile.compile_sam2``, the components the
-official ``SAM2VideoPredictorVOS`` compiles), and feeds both the same frames of the juggle clip,
+One process builds two trackers (``--precision``: auto, the default, fp32 or bf16) on the
+same random-weight sam2.1-tiny checkpoint, one eager and one compiled
+(``worker.engines.sam2video.compile.compile_sam2``, the components the official
+``SAM2VideoPredictorVOS`` compiles), and feeds both the same frames of the juggle clip,
 interleaved frame by frame. Reported: the compiled side's first two frames (compilation of
 the prompted-frame and tracked-frame graphs lands there), the median seconds per frame of
 both sides over the frames after those, their ratio, and the largest mask-logit difference
@@ -31,6 +32,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--objects", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     args = parser.parse_args()
 
     import torch
@@ -52,7 +54,9 @@ def main() -> None:
         make_random_checkpoint(spec, checkpoint, seed=0)
     sides = {}
     for name, compiled in (("eager", False), ("compiled", True)):
-        loaded = load_model(spec, checkpoint, args.size, "cpu", "fp32", compile_model=compiled)
+        loaded = load_model(
+            spec, checkpoint, args.size, "cpu", args.precision, compile_model=compiled
+        )
         tracker = StreamingTracker(loaded, num_frames=args.frames)
         for obj in range(args.objects):
             point = (160.0 + 120 * obj, 360.0)
@@ -73,7 +77,10 @@ def main() -> None:
                 worst = max(worst, (obj.low_res_logits - other).abs().max().item())
     eager, compiled = sides["eager"][1], sides["compiled"][1]
     steady_eager, steady_compiled = statistics.median(eager[2:]), statistics.median(compiled[2:])
-    print(f"size={args.size} objects={args.objects} frames={args.frames} threads={args.threads}")
+    print(
+        f"size={args.size} objects={args.objects} frames={args.frames} threads={args.threads} "
+        f"precision={args.precision} (autocast {loaded.autocast_dtype})"
+    )
     print(f"compiled first two frames (compilation): {compiled[0]:.1f} s, {compiled[1]:.1f} s")
     print(f"eager first two frames: {eager[0]:.1f} s, {eager[1]:.1f} s")
     print(
