@@ -11,8 +11,11 @@ nothing is left.
 
 Same input, same bytes, on any machine (crash-resume re-encodes the overlay and must reproduce
 it): the RGB -> yuv420p conversion is this module's own integer arithmetic
-(:func:`rgb_to_yuv420p`, every plane byte written here, no swscale), and libx264 runs with a
-fixed thread count (its output depends on the count, and "auto" follows the CPU count).
+(:func:`rgb_to_yuv420p`, every plane byte written here, no swscale), libx264 runs with a
+fixed thread count (its output depends on the count, and "auto" follows the CPU count), and on
+CPUs with AVX-512 libx264 is told to use its instruction sets up to AVX2 only: its AVX-512
+code reads memory it never wrote, so the same frames gave other bytes from one encoder to the
+next in one process (measured on a Xeon with AVX-512; AVX2 and plain C are reproducible).
 
 Odd sizes: yuv420p needs even width and height, so a frame with an odd side is padded by one
 pixel on the right and/or bottom, repeating the edge pixels (a 101x57 source gives a 102x58
@@ -22,6 +25,7 @@ overlay whose top-left 101x57 is the picture).
 from __future__ import annotations
 
 import colorsys
+import functools
 import os
 from fractions import Fraction
 from pathlib import Path
@@ -44,6 +48,31 @@ _GOLDEN = 0.618033988749895
 _BT601 = 6  # AVCOL_SPC_SMPTE170M / AVCOL_PRI_SMPTE170M / AVCOL_TRC_SMPTE170M
 _LIMITED_RANGE = 1  # AVCOL_RANGE_MPEG
 _ENCODER_THREADS = 1  # fixed: x264's output depends on its thread count (see the docstring)
+
+
+# x264's names for the instruction sets it may use (common/cpu.c), by the Linux cpuinfo flag
+# that says the CPU has them; AVX-512 is left out on purpose (see the module docstring).
+_X264_SETS = (
+    ("sse", "MMX2"), ("sse", "SSE"), ("sse2", "SSE2"), ("sse2", "SSE2Fast"), ("pni", "SSE3"),
+    ("ssse3", "SSSE3"), ("sse4_1", "SSE4.1"), ("sse4_2", "SSE4.2"), ("abm", "LZCNT"),
+    ("avx", "AVX"), ("fma", "FMA3"), ("bmi1", "BMI1"), ("bmi2", "BMI2"), ("avx2", "AVX2"),
+)  # fmt: skip
+
+
+@functools.lru_cache(maxsize=1)
+def x264_cpu_options() -> dict[str, str]:
+    """Extra libx264 options for this CPU: on one with AVX-512, the instruction sets up to
+    AVX2 (``x264-params asm=...``); elsewhere none (x264 detects the CPU itself)."""
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return {}
+    flags_line = next((line for line in cpuinfo.splitlines() if line.startswith("flags")), "")
+    flags = set(flags_line.partition(":")[2].split())
+    if "avx512f" not in flags:
+        return {}
+    names = [name for flag, name in _X264_SETS if flag in flags]
+    return {"x264-params": "asm=" + ",".join(names) + ",Cache64"}
 
 
 def object_color(obj_id: int) -> tuple[int, int, int]:
@@ -198,7 +227,7 @@ class OverlayWriter:
         context.colorspace = context.color_primaries = context.color_trc = _BT601
         context.color_range = _LIMITED_RANGE
         context.thread_count = _ENCODER_THREADS
-        stream.options = {"crf": str(crf), "preset": preset}
+        stream.options = {"crf": str(crf), "preset": preset, **x264_cpu_options()}
         return stream
 
     def write(self, frame: Frame, masks: dict[int, np.ndarray]) -> None:
