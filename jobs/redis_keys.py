@@ -37,14 +37,22 @@ def live_session_keys(session_id: str) -> tuple[str, str, str]:
 # ----- job queue (jobs.queue, worker.runtimes.queue.rq_hooks and .job_runner) ---------------------
 # Segmentation jobs live in RQ's own keys (``rq:queue:<name>``, ``rq:job:<id>``, registries), so
 # that ``rq info`` sees them; streamseg adds one flag per job that asks a running job to stop,
-# and one dead-letter list per queue: malformed entries a worker found and moved aside.
+# one attempt counter per job (the fencing token of each attempt), and one dead-letter list per
+# queue: malformed entries a worker found and moved aside.
 CANCEL_FLAG_TTL_S = 7 * 24 * 3600
+ATTEMPT_KEY_TTL_S = 30 * 24 * 3600  # refreshed by the running attempt between frames
 DEAD_LETTER_LIMIT = 10_000  # newest entries kept per queue
 
 
 def job_cancel_key(job_id: str) -> str:
     """Set (any value) to ask the worker running ``job_id`` to stop between frames."""
     return f"{PREFIX}:queue:cancel:{job_id}"
+
+
+def job_attempt_key(job_id: str) -> str:
+    """A counter: each attempt of ``job_id`` takes the next value, its fencing token
+    (``worker.runtimes.queue.fence``); never reset, so a reused id's attempts are newer too."""
+    return f"{PREFIX}:queue:attempt:{job_id}"
 
 
 def dead_letter_key(queue_name: str) -> str:

@@ -146,10 +146,11 @@ class Checkpointer:
         identity: tuple[str, str],
         resumed: CheckpointState | None = None,
         on_saved: Callable[[int], None] | None = None,
+        before_save: Callable[[], None] | None = None,
     ) -> None:
         self.store, self.spool_path, self.every = store, spool_path, every
         self.job_id, self.spec_digest = identity
-        self.on_saved = on_saved
+        self.on_saved, self.before_save = on_saved, before_save
         self._parts = list(resumed.spool) if resumed else []
         self._start = resumed.frame if resumed else 0
         self._uploaded: int | None = None  # spool bytes covered by _parts, known at frame one
@@ -174,6 +175,8 @@ class Checkpointer:
             return 0
 
     def _save(self, pending: _Pending) -> None:
+        if self.before_save is not None:  # raises to refuse the save (a superseded attempt)
+            self.before_save()
         token = uuid.uuid4().hex[:8]
         with open(self.spool_path, "rb") as spool:
             spool.seek(self._uploaded)

@@ -8,6 +8,9 @@ URL). Then it tracks the
 video while writing progress into the job's meta, stops between frames when a cancel flag is
 set, saves a checkpoint every N frames next to the outputs and, when an earlier attempt of the
 same job died, resumes from the last one. The result is published files-first, manifest-last.
+Each attempt takes a fencing token first (``worker.runtimes.queue.fence``): an attempt that a
+newer one superseded (its heartbeats stalled, another worker took the job over) stops at its
+next write, leaving the job, its meta and its outputs to the newer one.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ from worker.pipeline.segment import (
     SegmentSummary,
     segment_video,
 )
+from worker.runtimes.queue.fence import AttemptFence, Superseded
 from worker.runtimes.queue.job_checkpoint import (
     CHECKPOINT_DIR,
     Checkpointer,
@@ -90,11 +94,13 @@ def run_job(spec: dict) -> dict:
 
 
 class _Reporter:
-    """Progress into the job's meta, at most every ``every_s`` seconds (best effort)."""
+    """Progress into the job's meta, at most every ``every_s`` seconds (best effort), while
+    ``fence`` owns the job (a superseded attempt's writes are refused and dropped)."""
 
     def __init__(self, job: Job, every_s: float) -> None:
         self.job, self.every_s = job, every_s
         self.meta: JobMeta = read_meta(job)
+        self.fence: AttemptFence | None = None
         self._last = 0.0
 
     def update(self, force: bool = False, **fields) -> None:
@@ -104,7 +110,10 @@ class _Reporter:
         if force or now - self._last >= self.every_s:
             self._last = now
             try:
-                write_meta(self.job, self.meta)
+                if self.fence is None:
+                    write_meta(self.job, self.meta)
+                elif not self.fence.write_meta(self.job, self.meta):
+                    log.warning("job %s: progress refused: a newer attempt owns it", self.job.id)
             except Exception as error:  # progress must never fail a job
                 log.warning("job %s: progress not saved: %s", self.job.id, error)
 
@@ -131,6 +140,9 @@ class JobRunner:
         self._created_output = False  # the probe made the (local) output folder
 
     def run(self) -> Manifest:
+        self.fence = AttemptFence.take(self.job.connection, self.job.id)
+        self.job.attempt_fence = self.fence  # the worker ends a superseded attempt quietly
+        self.reporter.fence = self.fence
         attempt = self.reporter.meta.progress.attempt + 1
         self.reporter.update(
             force=True, attempt=attempt, frame=0, fps=0.0, eta_s=None, resumed_from=None
@@ -143,19 +155,26 @@ class JobRunner:
         store = CheckpointStore(output.sub(CHECKPOINT_DIR), self.retrier)
         done = self.retrier.call(f"cannot read {self.spec.output}", lambda: read_manifest(output))
         if done is not None and done.job_id == self.job.id and done.spec_digest == self.digest:
-            store.clear()  # an earlier attempt published and died before saying so
+            self._clear(store)  # an earlier attempt published and died before saying so
             return done
+        self.fence.check("clearing the old manifest")
         self.retrier.call("cannot clear the old manifest", lambda: remove(output, MANIFEST_NAME))
         with self._scratch() as scratch:
             try:
                 summary = self._segment(scratch, store)
             except (Cancelled, InputError, JobTimedOut):
-                store.clear()  # this job will not resume
+                self._clear(store)  # this job will not resume
                 self._remove_if_created(output)
                 raise
+            self.fence.check("publishing the outputs")
             manifest = self._publish(output, scratch / "out", summary)
-        store.clear()
+        self._clear(store)
         return manifest
+
+    def _clear(self, store: CheckpointStore) -> None:
+        """Remove the checkpoint: only while no newer attempt may be resuming from it."""
+        self.fence.check("removing the checkpoint")
+        store.clear()
 
     # ----- steps ---------------------------------------------------------------------------
     def _probe_output(self, output: Location) -> None:
@@ -211,6 +230,7 @@ class JobRunner:
         checkpointer = Checkpointer(
             store, spool, every, (self.job.id, self.digest), state,
             on_saved=lambda frame: self.reporter.update(force=True, checkpoint=frame),
+            before_save=lambda: self.fence.check("saving a checkpoint"),
         )  # fmt: skip
         self.reporter.update(force=True, resumed_from=resume.frame if resume else None)
         return segment_video(
@@ -238,7 +258,7 @@ class JobRunner:
 
     # ----- helpers -------------------------------------------------------------------------
     def _should_stop(self) -> bool:
-        """Between frames: cancelled? past the deadline this video's length allows?"""
+        """Between frames: superseded? cancelled? past the deadline this video's length allows?"""
         progress = self.reporter.meta.progress
         if self._deadline is None and progress.total is not None and self.spec.timeout_s is None:
             self._deadline = time.monotonic() + job_timeout_s(progress.total, self.settings)
@@ -247,7 +267,10 @@ class JobRunner:
         if shutdown_requested.is_set():
             raise WorkerStopping(f"worker shutting down at frame {progress.frame}; requeued")
         try:
+            self.fence.check(f"frame {progress.frame}")
             return bool(self.job.connection.exists(job_cancel_key(self.job.id)))
+        except Superseded:
+            raise
         except Exception as error:  # Redis away for a moment: keep tracking
             log.warning("job %s: cannot check for cancellation: %s", self.job.id, error)
             return False
@@ -301,8 +324,11 @@ class JobRunner:
             validate_job_id(self.job.id)  # RQ checks ids it creates, not ids read from Redis
         except ValueError as error:
             raise InputError(f"bad job id {self.job.id!r}: {error}") from None
-        scratch = Path(self.settings.work_dir) / self.job.id
-        shutil.rmtree(scratch, ignore_errors=True)
+        # one folder per attempt: two attempts on one machine never share (or remove) a scratch
+        work = Path(self.settings.work_dir)
+        for earlier in [work / self.job.id, *work.glob(f"{self.job.id}.*")]:
+            shutil.rmtree(earlier, ignore_errors=True)  # left by attempts that died
+        scratch = work / f"{self.job.id}.{self.fence.token}"
         scratch.mkdir(parents=True)
         try:
             yield scratch

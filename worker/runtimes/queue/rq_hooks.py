@@ -27,6 +27,9 @@
 * A warm shutdown (SIGTERM, Ctrl+C) stops the running job at the next frame and requeues it at
   the front of the queue without spending a retry (``meta.interruptions`` counts them); it
   resumes from its last checkpoint on whichever worker takes it.
+* Fenced: an attempt that a newer one superseded (``worker.runtimes.queue.fence``) ends
+  without touching the job (no status, meta, retry or result), whether it raised
+  ``Superseded`` or failed or finished meanwhile; only its own execution is removed.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ from configs.settings import QueueSettings
 from jobs.dead_letter import DeadLetter, move_aside
 from jobs.queue import JOB_FUNCTION, FailureKind, JobFailure, read_meta, write_meta
 from jobs.redis_keys import job_cancel_key
+from worker.runtimes.queue.fence import Superseded
 from worker.runtimes.queue.hygiene import move_list_entry, sweep_queue
 
 log = logging.getLogger("streamseg.worker")
@@ -277,6 +281,34 @@ class StreamsegWorker(SimpleWorker):
         except Exception as error:  # RQ itself failed on this job (garbage fields)
             self._move_aside_job(job, queue, error)
         self.set_state(WorkerStatus.IDLE)
+
+    def _finalize_failure(self, job: Job, queue, execution, exc_info) -> None:
+        if isinstance(exc_info[1], Superseded) or self._superseded(job):
+            self._end_superseded(job, execution, exc_info[1])
+        else:
+            super()._finalize_failure(job, queue, execution, exc_info)
+
+    def _finalize_success(self, job: Job, queue, execution, return_value) -> None:
+        if self._superseded(job):
+            self._end_superseded(job, execution, None)
+        else:
+            super()._finalize_success(job, queue, execution, return_value)
+
+    @staticmethod
+    def _superseded(job: Job) -> bool:
+        fence = getattr(job, "attempt_fence", None)  # taken by the job runner
+        try:
+            return fence is not None and not fence.owns()
+        except REDIS_ERRORS:
+            return False  # cannot tell: RQ's own handling, as before fencing
+
+    def _end_superseded(self, job: Job, execution, error: BaseException | None) -> None:
+        """A newer attempt owns the job: remove this execution only, write nothing else."""
+        with self.connection.pipeline() as pipe:
+            self.cleanup_execution(job, pipeline=pipe, execution=execution)
+            pipe.execute()
+        log.warning("job %s: this attempt was superseded, ending it without writes (%s)",
+                    job.id, error or "finished after a newer attempt started")  # fmt: skip
 
     def _move_aside_job(self, job: Job, queue, error: Exception) -> None:
         reason = f"RQ failed on it: {type(error).__name__}: {error}"
