@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from memory.entries import MemoryEntry
+from memory.entries import BankEntry
 from memory.policy import MemoryPolicy
 
 
@@ -22,20 +22,20 @@ class ObjectMemory:
     """One object's memory: conditioning frames (kept) and a bounded window of recent ones."""
 
     policy: MemoryPolicy
-    conditioning: dict[int, MemoryEntry] = field(default_factory=dict)
-    recent: OrderedDict[int, MemoryEntry] = field(default_factory=OrderedDict)
+    conditioning: dict[int, BankEntry] = field(default_factory=dict)
+    recent: OrderedDict[int, BankEntry] = field(default_factory=OrderedDict)
 
     @property
     def is_empty(self) -> bool:
         return not self.conditioning
 
-    def add_conditioning(self, entry: MemoryEntry) -> None:
+    def add_conditioning(self, entry: BankEntry) -> None:
         """A prompted frame: kept for the life of the object."""
         self.recent.pop(entry.frame_idx, None)
         self.conditioning[entry.frame_idx] = entry
         self.conditioning = dict(sorted(self.conditioning.items()))
 
-    def add_recent(self, entry: MemoryEntry) -> None:
+    def add_recent(self, entry: BankEntry) -> None:
         """A tracked frame: enters the recent window, older frames are evicted."""
         self.recent[entry.frame_idx] = entry
         self.evict_before(entry.frame_idx + 1)
@@ -83,9 +83,9 @@ class MemoryBank:
     def remove(self, obj_id: int) -> None:
         self.objects.pop(obj_id, None)
 
-    def store(self, obj_id: int, entry: MemoryEntry, conditioning: bool) -> None:
-        """Add one object's memory for one frame, converting features to storage form."""
-        entry = self._to_storage(entry)
+    def store(self, obj_id: int, entry: BankEntry, conditioning: bool) -> None:
+        """Add one object's memory for one frame, in the entry type's storage form."""
+        entry = entry.to_storage(self.storage_dtype, self.storage_device)
         memory = self.object(obj_id)
         if conditioning:
             memory.add_conditioning(entry)
@@ -100,12 +100,3 @@ class MemoryBank:
     def nbytes(self) -> int:
         pos = sum(t.numel() * t.element_size() for t in self.maskmem_pos_enc or [])
         return pos + sum(memory.nbytes() for memory in self.objects.values())
-
-    def _to_storage(self, entry: MemoryEntry) -> MemoryEntry:
-        features = entry.maskmem_features
-        if features is None:
-            return entry
-        features = features.to(self.storage_dtype)
-        if self.storage_device is not None:
-            features = features.to(self.storage_device, non_blocking=True)
-        return MemoryEntry(entry.frame_idx, features, entry.obj_ptr, entry.object_score_logits)
