@@ -30,9 +30,9 @@ import numpy as np
 from configs.errors import InputError
 from configs.models import DEFAULT_PRECISION
 from configs.settings import TrackerSettings
+from jobs.mask_codec import mask_bbox
 from jobs.media import ModelInfo, VideoInfo
 from jobs.prompts import Prompt, check_prompt_frames, validate_prompts
-from jobs.tracks import mask_bbox
 from worker.engines.contract import FrameResult
 from worker.engines.registry import AUTO, load_engine
 from worker.video.source import open_video

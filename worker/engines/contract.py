@@ -23,17 +23,18 @@ if TYPE_CHECKING:
     from jobs.prompts import Prompt
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ObjectResult:
     """One object on one frame.
 
     ``low_res_logits``: (1, 1, h, w) float32 mask logits at the engine's resolution (SAM 2:
-    S/4 x S/4 after its hole filling, as the official predictor stores them); ``mask``: (H, W)
-    bool at source resolution; ``score``: the object-score logit (> 0 = present).
+    S/4 x S/4 after its hole filling, as the official predictor stores them), None where only
+    the mask travels (live results read back from a remote tracker); ``mask``: (H, W) bool at
+    source resolution; ``score``: the object-score logit (> 0 = present).
     """
 
     obj_id: int
-    low_res_logits: torch.Tensor
+    low_res_logits: torch.Tensor | None
     mask: np.ndarray
     score: float
 

@@ -18,22 +18,10 @@ import numpy as np
 
 from jobs.mask_codec import mask_bbox
 from jobs.overlay import draw_overlay, object_color
+from worker.engines.contract import ObjectResult
 
 JPEG_QUALITY = 85
 _SHOWN_MEMORY = 64  # capture times of this many recent frames are kept for mark_shown
-
-
-@dataclass(frozen=True, eq=False)
-class ObjectMask:
-    """One object's result on one frame: (H, W) bool mask and object-score logit."""
-
-    obj_id: int
-    mask: np.ndarray
-    score: float
-
-    @property
-    def visible(self) -> bool:
-        return self.score > 0
 
 
 @dataclass(frozen=True)
@@ -68,12 +56,14 @@ class RenderedFrame:
     captured_at: float
     rendered_at: float
     objects: tuple[ObjectView, ...]
-    masks: tuple[ObjectMask, ...] = ()  # (H, W) bool each: the browser camera's overlay
+    masks: tuple[ObjectResult, ...] = ()  # (H, W) bool each: the browser camera's overlay
     width: int = 0
     height: int = 0
 
 
-def render_jpeg(rgb: np.ndarray, objects: list[ObjectMask]) -> tuple[bytes, tuple[ObjectView, ...]]:
+def render_jpeg(
+    rgb: np.ndarray, objects: list[ObjectResult]
+) -> tuple[bytes, tuple[ObjectView, ...]]:
     """The overlay of ``objects`` on ``rgb`` (H, W, 3 uint8) as JPEG, and what the page lists."""
     visible = {o.obj_id: o.mask for o in objects if o.visible}
     picture = draw_overlay(rgb, visible) if visible else rgb
@@ -127,7 +117,7 @@ class Display:
         return self._latest
 
     def publish(
-        self, capture_index: int, captured_at: float, rgb: np.ndarray, objects: list[ObjectMask]
+        self, capture_index: int, captured_at: float, rgb: np.ndarray, objects: list[ObjectResult]
     ) -> RenderedFrame:
         jpeg, views = render_jpeg(rgb, objects)
         with self._cond:

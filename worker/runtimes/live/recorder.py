@@ -13,9 +13,9 @@ from pathlib import Path
 from jobs.media import Frame, ModelInfo, VideoInfo
 from jobs.overlay import OverlayWriter
 from jobs.tracks import TracksWriter, VideoMeta
+from worker.engines.contract import ObjectResult
 from worker.pipeline.result_files import ResultFiles
 from worker.runtimes.live.capture import CapturedFrame
-from worker.runtimes.live.display import ObjectMask
 
 TRACKS_FILE = "tracks.json"
 OVERLAY_FILE = "overlay.mp4"
@@ -46,7 +46,7 @@ class Recorder:
         self._last_pts = -1
         self.frames = 0
 
-    def add(self, frame: CapturedFrame, objects: list[ObjectMask]) -> None:
+    def add(self, frame: CapturedFrame, objects: list[ObjectResult]) -> None:
         if self._first_at is None:
             self._first_at = frame.captured_at
         seconds = frame.captured_at - self._first_at

@@ -26,7 +26,7 @@ import numpy as np
 import redis
 
 from configs.errors import InputError, TransientError
-from worker.runtimes.live.display import ObjectMask
+from worker.engines.contract import ObjectResult
 
 FRAMES_MAXLEN = 8
 RESULTS_MAXLEN = 32
@@ -116,7 +116,7 @@ class WireResult:
     captured_at: float
     processing_ms: float
     skipped: int
-    objects: list[ObjectMask]
+    objects: list[ObjectResult]
     notice: str | None = None
 
     def to_fields(self, height: int, width: int) -> dict:
@@ -140,8 +140,9 @@ class WireResult:
     def from_fields(cls, fields: dict[bytes, bytes]) -> WireResult:
         height, width = int(fields[b"h"]), int(fields[b"w"])
         objects = [
-            ObjectMask(
+            ObjectResult(
                 int(o["id"]),
+                None,
                 unpack_mask(fields[f"m{o['id']}".encode()], height, width),
                 float(o["score"]),
             )

@@ -25,7 +25,7 @@ import numpy as np
 
 from configs.errors import InputError
 from jobs.prompts import Prompt
-from worker.engines.contract import RewindableTracker
+from worker.engines.contract import ObjectResult, RewindableTracker
 from worker.runtimes.live.capture import CapturedFrame
 from worker.runtimes.live.controls import (
     Command,
@@ -35,7 +35,6 @@ from worker.runtimes.live.controls import (
     anchored,
     merge_prompts,
 )
-from worker.runtimes.live.display import ObjectMask
 
 DEFAULT_HISTORY = 8
 
@@ -46,7 +45,7 @@ class _Kept:
 
     frame: CapturedFrame
     before: bytes | None
-    objects: list[ObjectMask] = field(default_factory=list)
+    objects: list[ObjectResult] = field(default_factory=list)
 
     def masks(self) -> dict[int, np.ndarray]:
         return {o.obj_id: o.mask for o in self.objects if o.visible}
@@ -82,7 +81,7 @@ class LiveTracking:
         make_tracker: Callable[[], RewindableTracker],
         *,
         history: int = DEFAULT_HISTORY,
-        on_final: Callable[[CapturedFrame, list[ObjectMask]], None] | None = None,
+        on_final: Callable[[CapturedFrame, list[ObjectResult]], None] | None = None,
         on_rejected: Callable[[int], None] | None = None,
     ) -> None:
         self.queue = PromptQueue()
@@ -103,7 +102,7 @@ class LiveTracking:
         """Prompts are queued or being applied: the page says it is working."""
         return self.working or self.queue.pending
 
-    def process(self, frame: CapturedFrame) -> list[ObjectMask]:
+    def process(self, frame: CapturedFrame) -> list[ObjectResult]:
         """Every object's mask on ``frame`` (``rgb``: (H, W, 3) uint8); no model run while no
         object exists."""
         self.working = True  # before taking them: ``busy`` never blinks off in between
@@ -203,12 +202,12 @@ class LiveTracking:
     # ----- the current frame ---------------------------------------------------------------
     def _step_current(
         self, frame: CapturedFrame, prompts: dict[int, PromptCommand]
-    ) -> list[ObjectMask]:
+    ) -> list[ObjectResult]:
         masks = self._kept[-1].masks() if self._kept else {}
         if prompts and self.tracker is None:
             self.tracker = self._make_tracker()
         before = self.tracker.snapshot() if self.tracker is not None else None
-        objects: list[ObjectMask] = []
+        objects: list[ObjectResult] = []
         if prompts:
             objects = self._step_prompted(frame, prompts, masks, before)
         elif self.tracker is not None:
@@ -222,7 +221,7 @@ class LiveTracking:
         prompts: dict[int, PromptCommand],
         masks: dict[int, np.ndarray],
         before: bytes | None,
-    ) -> list[ObjectMask]:
+    ) -> list[ObjectResult]:
         tracker = self.tracker
         try:
             for command in prompts.values():
@@ -248,9 +247,9 @@ class LiveTracking:
             command.obj_id, tracker.frame_idx, command.points, command.labels, command.box
         )
 
-    def _step(self, tracker: RewindableTracker, rgb: np.ndarray) -> list[ObjectMask]:
+    def _step(self, tracker: RewindableTracker, rgb: np.ndarray) -> list[ObjectResult]:
         result = tracker.step(rgb)
-        return [ObjectMask(o.obj_id, o.mask, o.score) for o in result.objects.values()]
+        return list(result.objects.values())
 
     def _reject(self, obj_id: int, error: InputError) -> None:
         self.notice = f"prompt for object {obj_id} rejected: {error}"
