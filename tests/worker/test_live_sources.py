@@ -20,10 +20,10 @@ from worker.runtimes.live.session import LiveSession, Status
 from worker.runtimes.live.sources import (
     LiveSource,
     SourceError,
-    SourceInfo,
     SourceKind,
     SyntheticSource,
     VideoFileSource,
+    live_info,
     open_source,
     parse_source,
     synthetic_disc,
@@ -120,7 +120,7 @@ class _ScriptedSource(LiveSource):
     """Yields ``count`` generated frames, then raises ``error`` or blocks until released."""
 
     def __init__(self, count: int, error: Exception | None = None) -> None:
-        self.info = SourceInfo(64, 48, 30.0, "scripted camera")
+        self.info = live_info(64, 48, 30.0, "scripted camera")
         self.count, self.error = count, error
         self.release = threading.Event()
         self.closed = False

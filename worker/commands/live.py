@@ -155,16 +155,14 @@ def _tls(args: argparse.Namespace):
 
 
 def _local_session(args: argparse.Namespace, capture):
-    from jobs.media import VideoInfo
     from worker.engines.registry import load_engine
     from worker.runtimes.live.session import LiveSession
 
     engine = load_engine(tracker_settings(args))
     info = capture.source.info
-    video = VideoInfo(info.width, info.height, info.fps, None, None, 0, info.name)
     return LiveSession(
         capture,
-        lambda: engine.make_tracker(video),
+        lambda: engine.make_tracker(info),
         stall_timeout=args.stall_timeout,
         recorder=_recorder(args, info, engine.model),
     )

@@ -31,7 +31,7 @@ from aiohttp import WSMsgType, web
 
 from jobs.overlay import object_color
 from worker.runtimes.live.display import Display, RenderedFrame
-from worker.runtimes.live.sources import LiveSource, SourceError, SourceInfo
+from worker.runtimes.live.sources import LiveSource, SourceError, live_info
 
 DEFAULT_SIZE = (640, 480)
 MAX_SIDE = 1920
@@ -61,7 +61,7 @@ class BrowserCameraSource(LiveSource):
     """
 
     def __init__(self, width: int, height: int) -> None:
-        self.info = SourceInfo(width, height, 30.0, f"browser camera {width}x{height}")
+        self.info = live_info(width, height, 30.0, f"browser camera {width}x{height}")
         self._frames: queue.Queue[np.ndarray] = queue.Queue(_QUEUE)
         self._closed = threading.Event()
         self._lock = threading.Lock()

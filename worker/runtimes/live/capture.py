@@ -92,7 +92,9 @@ class Capture:
         """A failure when no frame came for ``seconds`` while the source is still open."""
         silent = time.monotonic() - self.last_frame_at
         if self.end is None and silent > seconds:
-            return SourceEnd(f"{self.source.info.name} stalled: no frame for {silent:.1f} s", True)
+            return SourceEnd(
+                f"{self.source.info.source} stalled: no frame for {silent:.1f} s", True
+            )
         return None
 
     def _run(self) -> None:
@@ -103,11 +105,11 @@ class Capture:
                     return
                 self.last_frame_at = time.monotonic()
                 self.slot.put(CapturedFrame(count - 1, rgb, self.last_frame_at))
-            self.end = SourceEnd(f"{self.source.info.name} ended after {count} frames", False)
+            self.end = SourceEnd(f"{self.source.info.source} ended after {count} frames", False)
         except StreamsegError as error:
             self.end = SourceEnd(str(error), True)
         except Exception as error:  # a source may fail in any way; say so, never hang
-            self.end = SourceEnd(f"{self.source.info.name} failed: {error!r}", True)
+            self.end = SourceEnd(f"{self.source.info.source} failed: {error!r}", True)
         finally:
             self.source.close()
             self.slot.close()

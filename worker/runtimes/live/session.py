@@ -117,7 +117,7 @@ class PageSession:
         return SessionState(
             self._status,
             self._message,
-            info.name,
+            info.source,
             info.width,
             info.height,
             self.stats.snapshot(slot.captured, dropped),
@@ -186,7 +186,7 @@ class LiveSession(PageSession):
         self.stats = LiveStats()
         self.stall_timeout = stall_timeout
         self.saved: list[Path] = []
-        self._status, self._message = Status.RUNNING, f"playing {info.name}"
+        self._status, self._message = Status.RUNNING, f"playing {info.source}"
         self._stop = threading.Event()
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, name="live-session", daemon=True)

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from configs.errors import InputError, StreamsegError
+from jobs.media import VideoInfo
 
 
 class SourceError(InputError):
@@ -45,19 +46,10 @@ class SourceSpec:
     loop: bool = False
 
 
-@dataclass(frozen=True)
-class SourceInfo:
-    """What a source delivers: frame size, nominal frame rate, and a name for messages."""
-
-    width: int
-    height: int
-    fps: float
-    name: str
-
-    @property
-    def label(self) -> str:
-        """``name`` as the page may show it: no server path, no stream credentials or query."""
-        return public_label(self.name)
+def live_info(width: int, height: int, fps: float, name: str) -> VideoInfo:
+    """What a live source delivers, as the one video-metadata type: frame size, nominal frame
+    rate, no frame count, and ``source`` a name for messages (``public_label`` for the page)."""
+    return VideoInfo(width, height, fps, None, None, 0, name)
 
 
 def public_label(name: str) -> str:
@@ -101,7 +93,7 @@ def parse_source(text: str, *, loop: bool = False) -> SourceSpec:
 class LiveSource:
     """An open live source; iterate ``frames()`` once, then ``close()`` (or use ``with``)."""
 
-    info: SourceInfo
+    info: VideoInfo
 
     def frames(self) -> Iterator[np.ndarray]:
         raise NotImplementedError
@@ -162,7 +154,7 @@ class CameraSource(LiveSource):
             raise SourceError(f"camera {target} ({device}) opened but delivered no frame")
         self._first: np.ndarray | None = first
         fps = float(self._capture.get(cv2.CAP_PROP_FPS) or 0) or 30.0
-        self.info = SourceInfo(first.shape[1], first.shape[0], fps, f"camera {target}")
+        self.info = live_info(first.shape[1], first.shape[0], fps, f"camera {target}")
 
     def frames(self) -> Iterator[np.ndarray]:
         if self._first is not None:
@@ -171,7 +163,7 @@ class CameraSource(LiveSource):
         while True:
             ok, bgr = self._capture.read()
             if not ok:
-                raise SourceError(f"{self.info.name} stopped delivering frames (unplugged?)")
+                raise SourceError(f"{self.info.source} stopped delivering frames (unplugged?)")
             yield self._cv2.cvtColor(bgr, self._cv2.COLOR_BGR2RGB)
 
     def close(self) -> None:
@@ -200,7 +192,7 @@ class VideoFileSource(LiveSource):
             raise SourceError(f"no such file or device: {source}")
         self._video = self._open()
         info = self._video.info
-        self.info = SourceInfo(info.width, info.height, info.fps, source)
+        self.info = live_info(info.width, info.height, info.fps, source)
 
     def _open(self):
         from worker.video.source import open_video
@@ -281,7 +273,7 @@ class SyntheticSource(LiveSource):
     """A generated scene at ``fps`` (endless when ``num_frames`` is None): tests and demos."""
 
     def __init__(self, width: int, height: int, fps: float, num_frames: int | None) -> None:
-        self.info = SourceInfo(width, height, fps, f"synthetic {width}x{height}@{fps:g}")
+        self.info = live_info(width, height, fps, f"synthetic {width}x{height}@{fps:g}")
         self._num_frames = num_frames
 
     def frames(self) -> Iterator[np.ndarray]:
