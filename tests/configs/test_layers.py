@@ -65,3 +65,15 @@ def test_a_planted_back_edge_breaks_a_contract(
     result = _lint(tmp_path)
     assert result.returncode == 1
     assert "BROKEN" in result.stdout and edge in result.stdout
+
+
+def test_the_pipeline_and_the_engine_contract_load_no_torch() -> None:
+    """Only an engine loads torch: the pipeline, the contract and the registry do not."""
+    code = (
+        "import sys, worker.pipeline.segment, worker.engines.contract, worker.engines.registry;"
+        "print(sorted(m for m in ('torch', 'sam2') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
