@@ -6,12 +6,13 @@
         segmenter.add_point(1, (320, 180))              # object 1, a positive click on frame 0
         segmenter.add_box(2, (10, 20, 200, 240))        # object 2: x0, y0, x1, y1
         for frame in segmenter.track("clip.mp4"):       # a path, URL, image folder, or frames
-            for obj in frame.objects:
-                print(frame.index, obj.obj_id, obj.score, obj.box, obj.mask.sum())
+            for obj in frame.objects.values():
+                print(frame.frame_idx, obj.obj_id, obj.score, obj.box, obj.mask.sum())
 
 ``track`` takes a path (decoded frame by frame, as the command line does) or any iterable of
-(H, W, 3) uint8 RGB arrays, and yields one :class:`TrackedFrame` per frame as it is computed:
-memory stays bounded however long the input. Each ``track`` call starts a new video with all
+(H, W, 3) uint8 RGB arrays, and yields one ``FrameResult`` per frame as it is computed (the
+type every engine returns, ``worker.engines.contract``): memory stays bounded however long
+the input. Each ``track`` call starts a new video with all
 prompts given so far (their frame numbers count from that video's first frame). The model is
 loaded once per process and shared by every ``Segmenter`` asking for it.
 """
@@ -21,7 +22,6 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -30,7 +30,6 @@ import numpy as np
 from configs.errors import InputError
 from configs.models import DEFAULT_PRECISION
 from configs.settings import TrackerSettings
-from jobs.mask_codec import mask_bbox
 from jobs.media import ModelInfo, VideoInfo
 from jobs.prompts import Prompt, check_prompt_frames, validate_prompts
 from worker.engines.contract import FrameResult
@@ -38,36 +37,6 @@ from worker.engines.registry import AUTO, load_engine
 from worker.video.source import open_video
 
 _ITERATOR_FPS = 30.0  # frames handed over as arrays carry no rate; it only labels the video
-
-
-@dataclass(frozen=True)
-class TrackedObject:
-    """One object on one frame.
-
-    ``mask``: (H, W) bool at the frame's resolution; ``box``: ``(x, y, w, h)`` of the mask in
-    pixels, None when the mask is empty; ``score``: the object-score logit (> 0: present).
-    """
-
-    obj_id: int
-    mask: np.ndarray
-    box: tuple[int, int, int, int] | None
-    score: float
-
-    @property
-    def visible(self) -> bool:
-        return self.score > 0
-
-
-@dataclass(frozen=True)
-class TrackedFrame:
-    """Every tracked object on frame ``index`` (0-based), in object-id order."""
-
-    index: int
-    objects: tuple[TrackedObject, ...]
-
-    def masks(self) -> dict[int, np.ndarray]:
-        """``{object id: (H, W) bool mask}``."""
-        return {obj.obj_id: obj.mask for obj in self.objects}
 
 
 class Segmenter:
@@ -125,9 +94,7 @@ class Segmenter:
         """A (H, W) bool mask of the object at the frame's resolution."""
         self.add_prompt(Prompt(obj_id, frame, mask=np.asarray(mask, dtype=bool)))
 
-    def track(
-        self, frames: str | os.PathLike[str] | Iterable[np.ndarray]
-    ) -> Iterator[TrackedFrame]:
+    def track(self, frames: str | os.PathLike[str] | Iterable[np.ndarray]) -> Iterator[FrameResult]:
         """Track the prompted objects through ``frames`` (a source path/URL or RGB arrays)."""
         self._check_open()
         if not self._prompts:
@@ -156,7 +123,7 @@ class Segmenter:
 
     def _track_arrays(
         self, info: VideoInfo | None, rgbs: Iterator[np.ndarray]
-    ) -> Iterator[TrackedFrame]:
+    ) -> Iterator[FrameResult]:
         tracker = None
         for index, rgb in enumerate(rgbs):
             rgb = _checked_frame(rgb, index, info)
@@ -167,7 +134,7 @@ class Segmenter:
                 tracker = self._engine.make_tracker(info)
                 for prompt in self._prompts:
                     tracker.add_prompt(prompt)
-            yield _tracked(tracker.step(rgb))
+            yield tracker.step(rgb)
 
 
 def _checked_frame(rgb: np.ndarray, index: int, info: VideoInfo | None) -> np.ndarray:
@@ -186,12 +153,3 @@ def _checked_frame(rgb: np.ndarray, index: int, info: VideoInfo | None) -> np.nd
 def _array_info(first: np.ndarray) -> VideoInfo:
     height, width = first.shape[:2]
     return VideoInfo(width, height, _ITERATOR_FPS, None, Fraction(1, 1000), 0, "<frames>")
-
-
-def _tracked(result: FrameResult) -> TrackedFrame:
-    objects = []
-    for obj_id in sorted(result.objects):
-        obj = result.objects[obj_id]
-        box = mask_bbox(obj.mask)
-        objects.append(TrackedObject(obj_id, obj.mask, tuple(box) if box[2] else None, obj.score))
-    return TrackedFrame(result.frame_idx, tuple(objects))

@@ -42,6 +42,14 @@ class ObjectResult:
     def visible(self) -> bool:
         return self.score > 0
 
+    @property
+    def box(self) -> tuple[int, int, int, int] | None:
+        """``(x, y, w, h)`` of the mask in pixels (``jobs.mask_codec``'s rule); None if empty."""
+        from jobs.mask_codec import mask_bbox
+
+        x, y, w, h = mask_bbox(self.mask)
+        return (x, y, w, h) if w else None
+
 
 @dataclass(frozen=True)
 class FrameResult:
@@ -49,6 +57,10 @@ class FrameResult:
 
     frame_idx: int
     objects: dict[int, ObjectResult]
+
+    def masks(self) -> dict[int, np.ndarray]:
+        """``{object id: (H, W) bool mask}``."""
+        return {obj_id: obj.mask for obj_id, obj in self.objects.items()}
 
 
 class Tracker(Protocol):
