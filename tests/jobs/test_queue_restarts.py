@@ -80,7 +80,9 @@ def _pid_of(redis_url: str, name: str) -> int:
 def test_supervisor_restarts_a_killed_child_and_the_job_resumes(
     workers, bear_clip, sam2_checkpoint, reference_run, tmp_path
 ):
-    supervisor = workers.start(1, "--devices", "cpu,cpu", "--stop-timeout", "60")
+    # the reference run's thread count: with bf16 autocast (``auto`` on AMX CPUs) the masks
+    # depend on it
+    supervisor = workers.start(2, "--devices", "cpu,cpu", "--stop-timeout", "60")
     children = {f"{supervisor.name}.0.1", f"{supervisor.name}.1.1"}
     wait_for(lambda: children <= workers.registered(), 180, "one worker per device")
     jobs = JobQueue.connect(load_settings().queue, workers.redis_url, workers.queue)
