@@ -1,6 +1,7 @@
 """Core tracker benchmarks: streamseg vs the official SAM2VideoPredictor, side by side.
 
     python tests/benchmarks/bench_core.py memory   # peak RSS, 60 vs 600 frames
+    python tests/benchmarks/bench_core.py memory --impls pipeline,official
     python tests/benchmarks/bench_core.py speed    # fps and peak RSS, 1 and 4 objects
     python tests/benchmarks/bench_core.py e2e      # whole-process wall time, CLI vs official
 
@@ -10,6 +11,11 @@ runs the official predictor's defaults (``init_state`` + ``propagate_in_video``,
 numpy), on the same JPEG folder: the first ``--frames`` frames of a 1280x720 clip decoded
 once, outside the timing. Cases are interleaved, ``--repeats`` times; medians and ratios.
 Masks are compared with the official float32 run's (IoU per object and frame).
+
+``memory``: ``streamseg`` is the tracker alone, ``pipeline`` the whole ``segment_video`` run
+(decoding ahead in a thread, tracks.json and overlay.mp4 written behind it), ``official`` the
+official predictor; streamseg's sides at its default precision (auto), the official one in
+float32.
 
 Each measurement runs in its own process (peak RSS = that process's ru_maxrss). Both sides
 read the same JPEG folder (made once under /tmp from ../shared clips), the same checkpoint
@@ -76,6 +82,28 @@ def run_ours(folder: Path, objects: int, checkpoint: Path, size: int, device: st
             _ = [r.mask for r in result.objects.values()]
             count += 1
     return count, time.perf_counter() - start
+
+
+def run_pipeline(folder: Path, objects: int, checkpoint: Path, size: int, device: str) -> tuple:
+    """``run_ours`` through ``segment_video`` (stages, tracks.json and overlay.mp4 written)."""
+    from configs.models import get_model_spec
+    from jobs.media import ModelInfo
+    from jobs.prompts import Prompt
+    from worker.engines.sam2video.model import load_model
+    from worker.engines.sam2video.tracker import StreamingTracker
+    from worker.pipeline.segment import SegmentRequest, segment_video
+
+    loaded = load_model(get_model_spec(MODEL), checkpoint, size, device)
+    prompts = [Prompt(o + 1, 0, points=(CLICKS[o],), labels=(1,)) for o in range(objects)]
+    with tempfile.TemporaryDirectory() as out:
+        request = SegmentRequest(str(folder), Path(out), prompts)
+        start = time.perf_counter()
+        summary = segment_video(
+            request,
+            lambda info: StreamingTracker(loaded, num_frames=info.num_frames),
+            ModelInfo(name=MODEL),
+        )
+        return summary.num_frames, time.perf_counter() - start
 
 
 def run_official(folder: Path, objects: int, checkpoint: Path, size: int, device: str) -> tuple:
@@ -209,7 +237,9 @@ def e2e(opts: argparse.Namespace) -> None:
     print(f"{opts.frames} frames of {E2E_CLIP} (1280x720) as JPEG; streamseg's default "
           f"precision here (auto): {auto}; load average {os.getloadavg()}")  # fmt: skip
     cases = [("streamseg", "default"), ("official", "fp32")]
-    cases += [(impl, "bf16") for impl in ("streamseg", "official") if "bf16" in opts.precisions]
+    if "bf16" in opts.precisions:  # streamseg's default is its bf16 case where auto is bf16
+        cases += [("streamseg", "bf16")] if auto != "bf16" else []
+        cases += [("official", "bf16")]
     if "fp32" in opts.precisions:
         cases.insert(1, ("streamseg", "fp32"))
     print("| objects | case | median wall s | runs (s) | x official fp32 | mask IoU mean / min vs "
@@ -244,7 +274,7 @@ def child(args: argparse.Namespace) -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    runner = run_ours if args.impl == "streamseg" else run_official
+    runner = {"streamseg": run_ours, "pipeline": run_pipeline, "official": run_official}[args.impl]
     frames, seconds = runner(
         Path(args.folder), args.objects, Path(args.checkpoint), args.size, args.device
     )
@@ -268,7 +298,7 @@ def memory(opts: argparse.Namespace) -> None:
     )
     print("|---|---|---|---|")
     short, long = make_folder(60, opts.workdir), make_folder(opts.long, opts.workdir)
-    for impl in ("streamseg", "official"):
+    for impl in opts.impls:
         a, b = measure(impl, short, 1, opts), measure(impl, long, 1, opts)
         ratio = b["peak_mb"] / a["peak_mb"]
         print(f"| {impl} | {a['peak_mb']:.0f} | {b['peak_mb']:.0f} | {ratio:.2f}x |", flush=True)
@@ -299,7 +329,11 @@ def speed(opts: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("mode", choices=["memory", "speed", "e2e", "_child", "_official"])
-    parser.add_argument("--impl", choices=["streamseg", "official"])
+    parser.add_argument("--impl", choices=["streamseg", "pipeline", "official"])
+    parser.add_argument(
+        "--impls", type=lambda t: t.split(","), default=["streamseg", "official"],
+        help="memory: streamseg (tracker), pipeline (segment_video), official",
+    )  # fmt: skip
     parser.add_argument("--folder")
     parser.add_argument("--objects", type=int, default=1)
     parser.add_argument("--checkpoint", type=Path)
