@@ -25,8 +25,9 @@ import numpy as np
 from PIL import Image
 
 from configs.errors import InputError
-from jobs.exports import ExportVideo, FrameMasks, one_label_per_pixel
+from jobs.exports import FrameMasks, one_label_per_pixel
 from jobs.mask_codec import rle_to_mask
+from jobs.media import VideoInfo
 from jobs.tracks import read_tracks
 
 VOID_LABEL = 255
@@ -217,7 +218,7 @@ class TrackedVideo:
         scores: ``{obj_id: {frame: score}}`` of the same frames.
     """
 
-    video: ExportVideo
+    video: VideoInfo
     rles: Mapping[int, Mapping[int, Mapping[str, object]]]
     scores: Mapping[int, Mapping[int, float]]
 
@@ -252,8 +253,7 @@ def read_tracks_json(path: Path) -> TrackedVideo:
     tracks = read_tracks(path)
     if tracks.video.num_frames is None:
         raise InputError(f"not a valid tracks.json: {path} (video.num_frames is not set)")
-    info = tracks.video
-    video = ExportVideo(info.width, info.height, info.fps, info.num_frames, path.parent.name)
+    video = tracks.video  # its name: the folder holding the file
     rles: dict[int, dict[int, Mapping[str, object]]] = {}
     scores: dict[int, dict[int, float]] = {}
     for track in tracks.objects:

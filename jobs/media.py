@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
+from pathlib import PurePath
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # annotations only: --help and submit load no numpy
@@ -16,24 +17,34 @@ if TYPE_CHECKING:  # annotations only: --help and submit load no numpy
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """What is known about a source before decoding it all.
+    """What is known about a video: the one video-metadata type of every layer.
+
+    A decoded source, the ``"video"`` block of ``tracks.json`` (written and read by
+    ``jobs.tracks_json``) and the video an exporter describes are all this type.
 
     ``width``/``height``: display size in pixels (after rotation). ``fps``: the stream's average
-    frame rate (variable-rate videos: frames / duration). ``num_frames``: the container's frame
-    count, or None when it does not say. ``time_base``: unit of :attr:`Frame.pts` in seconds.
-    ``rotation``: clockwise degrees (0, 90, 180, 270) applied to decoded frames, as the legacy
-    ``rotate`` tag counts them; ``mirrored``: frames are also flipped left-right (before the
-    rotation). ``source``: the path or URL as given.
+    frame rate (variable-rate videos: frames / duration). ``num_frames``: the frame count, or None
+    when it is not known (a container that does not say, a live session still running).
+    ``time_base``: unit of :attr:`Frame.pts` in seconds (None: no timestamps). ``rotation``:
+    clockwise degrees (0, 90, 180, 270) applied to decoded frames, as the legacy ``rotate`` tag
+    counts them; ``mirrored``: frames are also flipped left-right (before the rotation).
+    ``source``: the path or URL as given; for a ``tracks.json`` read back, the folder holding it.
     """
 
     width: int
     height: int
     fps: float
-    num_frames: int | None
-    time_base: Fraction | None
-    rotation: int
-    source: str
+    num_frames: int | None = None
+    time_base: Fraction | None = None
+    rotation: int = 0
+    source: str = ""
     mirrored: bool = False
+
+    @property
+    def name(self) -> str:
+        """The video's name in exports (a CVAT task, YouTube-VIS file names): the last part of
+        :attr:`source` (a sequence folder's name, a file's name); ``""`` without a source."""
+        return PurePath(self.source).name
 
 
 @dataclass(frozen=True, eq=False)

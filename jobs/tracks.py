@@ -29,7 +29,7 @@ import os
 import tempfile
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -37,8 +37,14 @@ import numpy as np
 
 from jobs.atomic_files import atomic_writer
 from jobs.mask_codec import check_mask, mask_bbox, mask_to_rle, rle_to_mask
-from jobs.media import ModelInfo
-from jobs.tracks_json import FrameJson, check_video_meta, load_tracks_document
+from jobs.media import ModelInfo, VideoInfo
+from jobs.tracks_json import (
+    FrameJson,
+    check_video_meta,
+    load_tracks_document,
+    video_block,
+    video_from_block,
+)
 
 SPOOL_SUFFIX = ".spool"
 SCRATCH_PREFIX = ".tracks-"  # the folder finish() regroups the spool in, beside tracks.json
@@ -47,25 +53,6 @@ _SPLIT_FILES_AT_ONCE = 64
 
 
 # --- data ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class VideoMeta:
-    """The ``"video"`` block: source size in pixels, frame rate, frame count (None: unknown)."""
-
-    width: int
-    height: int
-    fps: float
-    num_frames: int | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        frames = None if self.num_frames is None else int(self.num_frames)
-        return {
-            "width": int(self.width),
-            "height": int(self.height),
-            "fps": float(self.fps),
-            "num_frames": frames,
-        }
 
 
 @dataclass(frozen=True)
@@ -102,7 +89,7 @@ class ObjectTrack:
 class Tracks:
     """A whole ``tracks.json`` in memory (for readers; the writer never holds one)."""
 
-    video: VideoMeta
+    video: VideoInfo
     model: ModelInfo
     objects: list[ObjectTrack] = field(default_factory=list)
 
@@ -123,12 +110,12 @@ def read_tracks(path: str | os.PathLike[str]) -> Tracks:
     """Load a ``tracks.json``; a missing or malformed file raises a one-line InputError.
 
     Checked by :func:`jobs.tracks_json.load_tracks_document` (types, sizes, frame order). An
-    entry not visible reads as an empty mask and box ``[0, 0, 0, 0]``.
+    entry not visible reads as an empty mask and box ``[0, 0, 0, 0]``. The video's ``source``
+    is the folder holding the file, so its ``name`` is that folder's (the sequence's) name.
     """
     document = load_tracks_document(path)
-    info = document.video
-    video = VideoMeta(info.width, info.height, info.fps, info.num_frames)
-    empty = mask_to_rle(np.zeros((info.height, info.width), dtype=bool))
+    video = video_from_block(document.video, str(Path(path).parent))
+    empty = mask_to_rle(np.zeros((video.height, video.width), dtype=bool))
     objects = [
         ObjectTrack(obj.id, [_track_frame(entry, empty) for entry in obj.frames])
         for obj in document.objects
@@ -175,12 +162,12 @@ def spool_path_for(path: str | os.PathLike[str]) -> Path:
     return path.with_name(path.name + SPOOL_SUFFIX)
 
 
-def _spool_header(video: VideoMeta) -> bytes:
+def _spool_header(video: VideoInfo) -> bytes:
     header = {"spool": _SPOOL_MAGIC, "width": video.width, "height": video.height}
     return (json.dumps(header) + "\n").encode()
 
 
-def read_spool(spool: Path, video: VideoMeta) -> Iterator[SpoolLine]:
+def read_spool(spool: Path, video: VideoInfo) -> Iterator[SpoolLine]:
     """Complete, well-formed records in order; stops at a torn or unreadable line."""
     with open(spool, "rb") as handle:
         header = handle.readline()
@@ -207,7 +194,7 @@ def _parse_spool_line(line: bytes, end: int) -> SpoolLine | None:
     return record if well_formed else None
 
 
-def spool_state(path: str | os.PathLike[str], video: VideoMeta) -> SpoolState | None:
+def spool_state(path: str | os.PathLike[str], video: VideoInfo) -> SpoolState | None:
     """State of the spool a crashed job left for ``path``, or None when there is none."""
     spool = spool_path_for(path)
     if not spool.exists():
@@ -234,7 +221,7 @@ class TracksWriter:
     def __init__(
         self,
         path: str | os.PathLike[str],
-        video: VideoMeta,
+        video: VideoInfo,
         model: ModelInfo,
         *,
         keep_spool: bool = False,
@@ -244,9 +231,9 @@ class TracksWriter:
         self._spool: IO[bytes] = open(self.spool_path, "wb")
         self._spool.write(_spool_header(video))
 
-    def _init_state(self, path: Path, video: VideoMeta, model: ModelInfo, keep_spool: bool) -> None:
+    def _init_state(self, path: Path, video: VideoInfo, model: ModelInfo, keep_spool: bool) -> None:
         self.path, self.video, self.model, self.keep_spool = path, video, model, keep_spool
-        check_video_meta(video.to_json())  # what read_tracks refuses is never written
+        check_video_meta(video)  # what read_tracks refuses is never written
         self._records, self._ids, self._last_frame = 0, set(), None
         self._current_frame, self._current_ids = 0, set()
         self._finished = False
@@ -260,7 +247,7 @@ class TracksWriter:
     def resume(
         cls,
         path: str | os.PathLike[str],
-        video: VideoMeta,
+        video: VideoInfo,
         model: ModelInfo,
         upto_frame: int,
         *,
@@ -277,7 +264,7 @@ class TracksWriter:
         return writer
 
     def _reopen(
-        self, path: Path, video: VideoMeta, model: ModelInfo, upto: int, keep_spool: bool
+        self, path: Path, video: VideoInfo, model: ModelInfo, upto: int, keep_spool: bool
     ) -> None:
         self._init_state(path, video, model, keep_spool)
         state = spool_state(path, video)
@@ -355,7 +342,7 @@ class TracksWriter:
         if self._last_frame is not None and num_frames <= self._last_frame:
             raise ValueError(f"num_frames={num_frames} but frame {self._last_frame} was added")
         self._spool.close()
-        meta = VideoMeta(self.video.width, self.video.height, self.video.fps, num_frames)
+        meta = replace(self.video, num_frames=num_frames)
         with tempfile.TemporaryDirectory(dir=self.path.parent, prefix=SCRATCH_PREFIX) as scratch:
             per_object = _split_per_object(self.spool_path, self.video, sorted(self._ids), scratch)
             _write_atomically(self.path, _document_chunks(meta, self.model, per_object))
@@ -382,7 +369,7 @@ class TracksWriter:
 
 
 def _split_per_object(
-    spool: Path, video: VideoMeta, ids: list[int], scratch: str
+    spool: Path, video: VideoInfo, ids: list[int], scratch: str
 ) -> list[tuple[int, Path]]:
     """Copy each object's entries, in frame order, to its own file under ``scratch``."""
     files = [(obj_id, Path(scratch, f"{obj_id}.jsonl")) for obj_id in ids]
@@ -401,11 +388,11 @@ def _split_per_object(
 
 
 def _document_chunks(
-    video: VideoMeta, model: ModelInfo, per_object: list[tuple[int, Path]]
+    video: VideoInfo, model: ModelInfo, per_object: list[tuple[int, Path]]
 ) -> Iterator[bytes]:
     """The tracks.json text, piece by piece: one frame entry per line."""
     model_json = json.dumps(model.to_json(), allow_nan=False)
-    yield f'{{"video": {json.dumps(video.to_json())},\n "model": {model_json},\n'.encode()
+    yield f'{{"video": {json.dumps(video_block(video))},\n "model": {model_json},\n'.encode()
     yield b' "objects": ['
     for position, (obj_id, path) in enumerate(per_object):
         separator = ",\n  " if position else "\n  "

@@ -26,6 +26,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, model_validator
 
 from configs.errors import InputError
+from jobs.media import VideoInfo
 
 MAX_FRAME_PIXELS = 1 << 28  # 16384 x 16384: one decoded mask is this many bytes
 
@@ -116,10 +117,26 @@ class TracksDocument(_Model):
         return self
 
 
-def check_video_meta(video: dict[str, Any]) -> None:
-    """Raise ValueError (one line) unless ``video`` is a valid ``"video"`` block."""
+def video_block(video: VideoInfo) -> dict[str, Any]:
+    """The ``"video"`` block of ``tracks.json`` for ``video``: width, height, fps, num_frames."""
+    frames = None if video.num_frames is None else int(video.num_frames)
+    return {
+        "width": int(video.width),
+        "height": int(video.height),
+        "fps": float(video.fps),
+        "num_frames": frames,
+    }
+
+
+def video_from_block(block: VideoJson, source: str) -> VideoInfo:
+    """The :class:`VideoInfo` of a checked ``"video"`` block; ``source``: where the file is."""
+    return VideoInfo(block.width, block.height, float(block.fps), block.num_frames, source=source)
+
+
+def check_video_meta(video: VideoInfo) -> None:
+    """Raise ValueError (one line) unless ``video`` makes a valid ``"video"`` block."""
     try:
-        VideoJson.model_validate(video)
+        VideoJson.model_validate(video_block(video))
     except ValidationError as error:
         raise ValueError(f"invalid video block for tracks.json: {_first_problem(error)}") from None
 

@@ -1,7 +1,8 @@
 """Exporters of tracked masks to community formats, and the types they all take.
 
-Every exporter takes a video description (:class:`VideoLike`, e.g. :class:`ExportVideo`) and an
-iterable of :class:`FrameMasks`, one per frame in increasing frame order. Formats that allow it
+Every exporter takes the video (:class:`jobs.media.VideoInfo`: size, frame count, and the name
+formats that keep one use, :attr:`~jobs.media.VideoInfo.name`) and an iterable of
+:class:`FrameMasks`, one per frame in increasing frame order. Formats that allow it
 write as frames arrive (DAVIS PNG, MOT, CVAT single-frame tracks); JSON/XML documents that must
 be complete before writing keep only compressed run-length encodings in memory.
 """
@@ -11,43 +12,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import numpy as np
 
 from configs.errors import InputError
+from jobs.media import VideoInfo
 
 DEFAULT_LABEL = "object"
-
-
-class VideoLike(Protocol):
-    """What an exporter needs to know about the video."""
-
-    @property
-    def width(self) -> int: ...
-
-    @property
-    def height(self) -> int: ...
-
-    @property
-    def fps(self) -> float: ...
-
-    @property
-    def num_frames(self) -> int: ...
-
-    @property
-    def name(self) -> str: ...
-
-
-@dataclass(frozen=True)
-class ExportVideo:
-    """A plain :class:`VideoLike`."""
-
-    width: int
-    height: int
-    fps: float
-    num_frames: int
-    name: str
 
 
 @dataclass(frozen=True)
@@ -121,7 +92,14 @@ def one_label_per_pixel(
     return dict(sorted(disjoint.items()))
 
 
-def check_frame(frame: FrameMasks, video: VideoLike, previous: int) -> None:
+def video_length(video: VideoInfo) -> int:
+    """``video.num_frames``; :class:`InputError` when it is not known (every format needs it)."""
+    if video.num_frames is None:
+        raise InputError(f"cannot export {video.name or 'a video'}: its frame count is not known")
+    return video.num_frames
+
+
+def check_frame(frame: FrameMasks, video: VideoInfo, previous: int) -> None:
     """Raise :class:`InputError` unless ``frame`` fits ``video`` and comes after ``previous``.
 
     Args:
@@ -129,7 +107,7 @@ def check_frame(frame: FrameMasks, video: VideoLike, previous: int) -> None:
         video: the video it belongs to.
         previous: the index of the frame before it in the stream (-1 at the start).
     """
-    if not 0 <= frame.frame < video.num_frames:
+    if not 0 <= frame.frame < video_length(video):
         raise InputError(f"frame {frame.frame} is outside the video's {video.num_frames} frames")
     if frame.frame <= previous:
         raise InputError(f"frame {frame.frame} comes after frame {previous}: frames must increase")

@@ -33,12 +33,13 @@ import numpy as np
 from jobs.exports import (
     DEFAULT_LABEL,
     FrameMasks,
-    VideoLike,
     check_frame,
     label_for,
+    video_length,
 )
 from jobs.mask_codec import has_pixels, mask_bbox
 from jobs.mask_io import davis_palette
+from jobs.media import VideoInfo
 
 
 class CvatLayout(enum.Enum):
@@ -113,7 +114,7 @@ def _label_names(labels: Mapping[int, str] | None) -> list[str]:
     return names if DEFAULT_LABEL in names else [*names, DEFAULT_LABEL]
 
 
-def _write_meta(xml: _Xml, video: VideoLike, labels: list[str], stamp: str) -> None:
+def _write_meta(xml: _Xml, video: VideoInfo, labels: list[str], stamp: str) -> None:
     xml.open("meta")
     xml.open("task")
     for tag, text in (
@@ -190,7 +191,7 @@ class _TrackWriter:
         self.count += 1
 
 
-def _shape_tracks(tracks: _TrackWriter, video: VideoLike, frames: Iterable[FrameMasks]) -> None:
+def _shape_tracks(tracks: _TrackWriter, video: VideoInfo, frames: Iterable[FrameMasks]) -> None:
     previous = -1
     for item in frames:
         check_frame(item, video, previous)
@@ -205,7 +206,7 @@ def _shape_tracks(tracks: _TrackWriter, video: VideoLike, frames: Iterable[Frame
             tracks.write(obj_id, shapes)
 
 
-def _object_tracks(tracks: _TrackWriter, video: VideoLike, frames: Iterable[FrameMasks]) -> None:
+def _object_tracks(tracks: _TrackWriter, video: VideoInfo, frames: Iterable[FrameMasks]) -> None:
     visible: dict[int, dict[int, CvatMask]] = {}
     previous = -1
     for item in frames:
@@ -233,7 +234,7 @@ def _keyframes(by_frame: Mapping[int, CvatMask], num_frames: int) -> list[_Shape
 
 def write_cvat_video(
     path: Path,
-    video: VideoLike,
+    video: VideoInfo,
     frames: Iterable[FrameMasks],
     labels: Mapping[int, str] | None = None,
     layout: CvatLayout = CvatLayout.SHAPE_TRACKS,
@@ -250,6 +251,7 @@ def write_cvat_video(
         layout: see the module docstring.
         dumped_at: timestamp written to the meta data (default: now, UTC).
     """
+    video_length(video)  # a video of unknown length is refused before the file is opened
     stamp = (dumped_at or datetime.now(timezone.utc)).isoformat()
     with Path(path).open("wb") as out:
         xml = _Xml(out)

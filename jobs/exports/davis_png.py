@@ -13,8 +13,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from jobs.exports import FrameMasks, VideoLike, check_frame
+from jobs.exports import FrameMasks, check_frame, video_length
 from jobs.mask_io import write_indexed_png
+from jobs.media import VideoInfo
 
 
 def frame_png_name(frame: int) -> str:
@@ -22,7 +23,7 @@ def frame_png_name(frame: int) -> str:
     return f"{frame:05d}.png"
 
 
-def write_davis_pngs(out_dir: Path, video: VideoLike, frames: Iterable[FrameMasks]) -> int:
+def write_davis_pngs(out_dir: Path, video: VideoInfo, frames: Iterable[FrameMasks]) -> int:
     """Write every frame of the video as an indexed PNG into ``out_dir`` (created if needed).
 
     Args:
@@ -33,6 +34,7 @@ def write_davis_pngs(out_dir: Path, video: VideoLike, frames: Iterable[FrameMask
     Returns:
         The number of PNG files written (``video.num_frames``).
     """
+    num_frames = video_length(video)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     shape = (video.height, video.width)
@@ -44,6 +46,6 @@ def write_davis_pngs(out_dir: Path, video: VideoLike, frames: Iterable[FrameMask
         masks = item.one_label_per_pixel()
         write_indexed_png(out_dir / frame_png_name(item.frame), masks, shape)
         previous = item.frame
-    for gap in range(previous + 1, video.num_frames):
+    for gap in range(previous + 1, num_frames):
         write_indexed_png(out_dir / frame_png_name(gap), {}, shape)
-    return video.num_frames
+    return num_frames

@@ -13,8 +13,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from jobs.exports import FrameMasks, VideoLike, check_frame
+from jobs.exports import FrameMasks, check_frame, video_length
 from jobs.mask_codec import mask_bbox
+from jobs.media import VideoInfo
 
 MOT_ORIGIN = 1  # MOTChallenge numbers frames and pixels from 1; streamseg from 0
 
@@ -33,8 +34,9 @@ def mot_lines(item: FrameMasks) -> list[str]:
     return lines
 
 
-def write_mot(path: Path, video: VideoLike, frames: Iterable[FrameMasks]) -> int:
+def write_mot(path: Path, video: VideoInfo, frames: Iterable[FrameMasks]) -> int:
     """Write a MOTChallenge ``.txt`` file; returns the number of lines written."""
+    video_length(video)  # a video of unknown length is refused before the file is opened
     count = 0
     previous = -1
     with Path(path).open("w", encoding="ascii") as out:

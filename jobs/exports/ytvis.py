@@ -25,8 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from jobs.exports import FrameMasks, VideoLike, check_frame, label_for
+from jobs.exports import FrameMasks, check_frame, label_for, video_length
 from jobs.mask_codec import mask_bbox, mask_to_rle
+from jobs.media import VideoInfo
 
 
 @dataclass
@@ -44,7 +45,8 @@ class _ObjectTrack:
         self.bboxes[frame] = [float(v) for v in mask_bbox(mask)]
 
 
-def _collect(video: VideoLike, frames: Iterable[FrameMasks]) -> dict[int, _ObjectTrack]:
+def _collect(video: VideoInfo, frames: Iterable[FrameMasks]) -> dict[int, _ObjectTrack]:
+    num_frames = video_length(video)
     tracks: dict[int, _ObjectTrack] = {}
     previous = -1
     for item in frames:
@@ -52,14 +54,14 @@ def _collect(video: VideoLike, frames: Iterable[FrameMasks]) -> dict[int, _Objec
         previous = item.frame
         for obj_id, mask in item.visible().items():
             if obj_id not in tracks:
-                empty = [None] * video.num_frames
+                empty = [None] * num_frames
                 tracks[obj_id] = _ObjectTrack(list(empty), list(empty), list(empty))
             tracks[obj_id].put(item.frame, mask)
     return tracks
 
 
 def ytvis_document(
-    video: VideoLike,
+    video: VideoInfo,
     frames: Iterable[FrameMasks],
     labels: Mapping[int, str] | None = None,
     video_id: int = 1,
@@ -99,7 +101,7 @@ def ytvis_document(
     }
 
 
-def _video_entry(video: VideoLike, video_id: int) -> dict[str, object]:
+def _video_entry(video: VideoInfo, video_id: int) -> dict[str, object]:
     return {
         "id": video_id,
         "width": video.width,
@@ -111,7 +113,7 @@ def _video_entry(video: VideoLike, video_id: int) -> dict[str, object]:
 
 def write_ytvis(
     path: Path,
-    video: VideoLike,
+    video: VideoInfo,
     frames: Iterable[FrameMasks],
     labels: Mapping[int, str] | None = None,
     video_id: int = 1,

@@ -16,14 +16,14 @@ import numpy as np
 import pytest
 
 from jobs.atomic_files import atomic_writer, current_umask, plain_file_mode
-from jobs.exports import ExportVideo, FrameMasks
+from jobs.exports import FrameMasks
 from jobs.exports.cvat import write_cvat_video
 from jobs.exports.davis_png import write_davis_pngs
 from jobs.exports.mot import write_mot
 from jobs.exports.ytvis import write_ytvis
-from jobs.media import ModelInfo
+from jobs.media import ModelInfo, VideoInfo
 from jobs.storage import open_location, put_file, write_bytes
-from jobs.tracks import TracksWriter, VideoMeta
+from jobs.tracks import TracksWriter
 
 UMASKS = [0o022, 0o002]
 
@@ -95,7 +95,7 @@ def test_atomic_writer_refuses_other_modes(tmp_path: Path) -> None:
 
 
 def test_tracks_json_and_its_spool_get_the_umask_mode(tmp_path: Path, umask: int) -> None:
-    video = VideoMeta(width=8, height=6, fps=10.0)
+    video = VideoInfo(width=8, height=6, fps=10.0)
     mask = np.zeros((6, 8), bool)
     mask[1:3, 2:5] = True
     path = tmp_path / "tracks.json"
@@ -107,7 +107,7 @@ def test_tracks_json_and_its_spool_get_the_umask_mode(tmp_path: Path, umask: int
 
 
 def test_every_exporter_writes_the_umask_mode(tmp_path: Path, umask: int) -> None:
-    video = ExportVideo(width=8, height=6, fps=10.0, num_frames=2, name="v")
+    video = VideoInfo(width=8, height=6, fps=10.0, num_frames=2, source="v")
     mask = np.zeros((6, 8), bool)
     mask[2:4, 1:6] = True
     frames = [FrameMasks(0, {1: mask}, {1: 0.9}), FrameMasks(1, {1: ~mask}, {1: 0.8})]

@@ -23,7 +23,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from configs.errors import InputError
-from jobs.exports import ExportVideo, FrameMasks
+from jobs.exports import FrameMasks
 from jobs.exports.cvat import CvatLayout, encode_cvat_mask, write_cvat_video
 from jobs.exports.davis_png import write_davis_pngs
 from jobs.exports.mot import write_mot
@@ -38,8 +38,8 @@ from jobs.mask_io import (
     read_tracks_json,
     write_indexed_png,
 )
-from jobs.media import ModelInfo
-from jobs.tracks import TracksWriter, VideoMeta, read_tracks
+from jobs.media import ModelInfo, VideoInfo
+from jobs.tracks import TracksWriter, read_tracks
 
 # pycocotools' numpy-2 notice on decode; py-motmetrics' reader on pandas 3 (it still works)
 pytestmark = [
@@ -51,7 +51,7 @@ FRAMES = 8
 
 
 @pytest.fixture(scope="module")
-def real_video(davis_root: Path) -> tuple[ExportVideo, list[FrameMasks]]:
+def real_video(davis_root: Path) -> tuple[VideoInfo, list[FrameMasks]]:
     """First 8 frames of dog-agility (object 1) plus a synthetic object 2 that comes and goes.
 
     Object 2 is visible on frames 1-2 and 5-6, with a score of 0.5.
@@ -68,7 +68,7 @@ def real_video(davis_root: Path) -> tuple[ExportVideo, list[FrameMasks]]:
             masks[2] = extra & ~masks[1]
             scores[2] = 0.5
         frames.append(FrameMasks(frame=item.frame, masks=masks, scores=scores))
-    video = ExportVideo(width=854, height=480, fps=24.0, num_frames=FRAMES, name="dog-agility")
+    video = VideoInfo(width=854, height=480, fps=24.0, num_frames=FRAMES, source="dog-agility")
     return video, frames
 
 
@@ -183,7 +183,7 @@ def test_write_indexed_png_rejects_ids_beyond_the_palette(tmp_path: Path) -> Non
 # --- tracks.json ------------------------------------------------------------------------------
 
 
-def _tracks_document(video: ExportVideo, frames: list[FrameMasks]) -> dict:
+def _tracks_document(video: VideoInfo, frames: list[FrameMasks]) -> dict:
     objects: dict[int, list[dict]] = {}
     for item in frames:
         for obj_id, mask in item.masks.items():
@@ -212,7 +212,8 @@ def test_read_tracks_json_decodes_every_frame(tmp_path: Path, real_video) -> Non
     path.parent.mkdir()
     path.write_text(json.dumps(_tracks_document(video, frames)))
     tracks = read_tracks_json(path)
-    assert tracks.video == ExportVideo(854, 480, 24.0, 8, "seq")
+    assert tracks.video == VideoInfo(854, 480, 24.0, 8, source=str(path.parent))
+    assert tracks.video.name == "seq"  # the video is named after its folder
     decoded = list(tracks.frames())
     assert [f.frame for f in decoded] == list(range(8))
     for item, expected in zip(decoded, frames, strict=False):
@@ -248,7 +249,7 @@ def test_read_tracks_json_rejects_bad_files(tmp_path: Path, document: str, messa
 
 def test_a_damaged_compressed_rle_names_its_object_and_frame(tmp_path: Path) -> None:
     path = tmp_path / "seq" / "tracks.json"
-    video = ExportVideo(4, 3, 1.0, 2, "seq")
+    video = VideoInfo(4, 3, 1.0, 2, source="seq")
     _write_tracks_json(path, video, [FrameMasks(0, {7: np.ones((3, 4), bool)})])
     document = json.loads(path.read_text())
     document["objects"][0]["frames"][0]["rle"]["counts"] = "\x7f!!"
@@ -288,6 +289,11 @@ def test_exporters_reject_bad_streams(tmp_path: Path, real_video) -> None:
         write_mot(tmp_path / "x.txt", video, [small])
     with pytest.raises(InputError, match="outside the video"):
         write_ytvis(tmp_path / "x.json", video, [FrameMasks(8, {})])
+    unknown = VideoInfo(854, 480, 24.0, source="seq")  # no frame count: no format can say it
+    for write in (write_davis_pngs, write_mot, write_ytvis, write_cvat_video):
+        with pytest.raises(InputError, match="^cannot export seq: its frame count is not known"):
+            write(tmp_path / "unknown", unknown, frames[:1])
+        assert not (tmp_path / "unknown").exists()
 
 
 # --- one label per pixel (DAVIS PNG, eval) ----------------------------------------------------
@@ -337,7 +343,7 @@ def test_davis_png_overlap_goes_to_the_highest_score(
     right = np.zeros((6, 8), dtype=bool)
     right[1:5, 3:8] = True
     write_davis_pngs(
-        tmp_path, ExportVideo(8, 6, 1.0, 1, "v"), [FrameMasks(0, {1: left, 2: right}, scores)]
+        tmp_path, VideoInfo(8, 6, 1.0, 1, source="v"), [FrameMasks(0, {1: left, 2: right}, scores)]
     )
     with Image.open(tmp_path / "00000.png") as image:
         labels = np.asarray(image)
@@ -352,7 +358,7 @@ def test_instance_formats_keep_overlapping_masks_whole(tmp_path: Path) -> None:
     left[1:5, 0:5] = True
     right = np.zeros((6, 8), dtype=bool)
     right[1:5, 3:8] = True
-    video = ExportVideo(8, 6, 1.0, 1, "v")
+    video = VideoInfo(8, 6, 1.0, 1, source="v")
     frames = [FrameMasks(0, {1: left, 2: right}, {1: 0.9, 2: 0.1})]
     document = ytvis_document(video, frames)
     for ann, mask in zip(document["annotations"], (left, right), strict=True):
@@ -388,7 +394,7 @@ def test_every_format_places_the_same_box(
     """One mask, each format's own convention: COCO/YouTube-VIS/CVAT 0-based, MOT 1-based."""
     mask = np.zeros((6, 8), dtype=bool)
     mask[rows, cols] = True
-    video = ExportVideo(8, 6, 1.0, 1, "v")
+    video = VideoInfo(8, 6, 1.0, 1, source="v")
     frames = [FrameMasks(0, {1: mask})]
     tracks = read_tracks(_write_tracks_json(tmp_path / "tracks.json", video, frames))
     assert tracks.objects[0].frames[0].bbox == coco
@@ -407,7 +413,7 @@ def test_an_object_with_an_empty_mask_is_absent_from_every_format(tmp_path: Path
     """tracks.json keeps its entry with box [0, 0, 0, 0] (as pycocotools' toBbox of an empty
     mask); the other formats have no box for it: null in YouTube-VIS, no line, no shape."""
     empty = np.zeros((6, 8), dtype=bool)
-    video = ExportVideo(8, 6, 1.0, 1, "v")
+    video = VideoInfo(8, 6, 1.0, 1, source="v")
     frames = [FrameMasks(0, {3: empty})]
     tracks = read_tracks(_write_tracks_json(tmp_path / "tracks.json", video, frames))
     (entry,) = tracks.objects[0].frames
@@ -457,7 +463,7 @@ def test_ytvis_masks_decode_to_the_input(tmp_path: Path, real_video) -> None:
 
 
 def test_ytvis_default_category() -> None:
-    video = ExportVideo(4, 3, 1.0, 2, "v")
+    video = VideoInfo(4, 3, 1.0, 2, source="v")
     mask = np.zeros((3, 4), bool)
     mask[1, 1:3] = True
     document = ytvis_document(video, [FrameMasks(1, {5: mask})])
@@ -603,13 +609,13 @@ def test_mot_hand_made_line(tmp_path: Path) -> None:
     mask = np.zeros((6, 8), dtype=bool)
     mask[2:5, 3:7] = True  # COCO box [3, 2, 4, 3]
     path = tmp_path / "mot.txt"
-    write_mot(path, ExportVideo(8, 6, 1.0, 3, "v"), [FrameMasks(2, {4: mask}, {4: 0.25})])
+    write_mot(path, VideoInfo(8, 6, 1.0, 3, source="v"), [FrameMasks(2, {4: mask}, {4: 0.25})])
     assert path.read_text() == "3,4,4,3,4,3,0.25,-1,-1,-1\n"
 
 
-def _write_tracks_json(path: Path, video: ExportVideo, frames: list[FrameMasks]) -> Path:
+def _write_tracks_json(path: Path, video: VideoInfo, frames: list[FrameMasks]) -> Path:
     """A real tracks.json by TracksWriter, scores as logits (the tracker's)."""
-    meta = VideoMeta(video.width, video.height, video.fps)
+    meta = VideoInfo(video.width, video.height, video.fps)
     with TracksWriter(path, meta, ModelInfo(name="test")) as writer:
         for item in frames:
             for obj_id, mask in sorted(item.masks.items()):
@@ -644,7 +650,7 @@ def test_mot_box_touching_the_origin_is_1_1(tmp_path: Path) -> None:
     mask = np.zeros((4, 5), dtype=bool)
     mask[0:2, 0:3] = True
     path = tmp_path / "mot.txt"
-    write_mot(path, ExportVideo(5, 4, 1.0, 1, "v"), [FrameMasks(0, {1: mask})])
+    write_mot(path, VideoInfo(5, 4, 1.0, 1, source="v"), [FrameMasks(0, {1: mask})])
     assert path.read_text().startswith("1,1,1,1,3,2,")
     row = motmetrics.io.loadtxt(str(path), fmt="mot15-2D").loc[(1, 1)]
     assert (row.X, row.Y, row.Width, row.Height) == (0, 0, 3, 2)

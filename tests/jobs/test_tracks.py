@@ -19,12 +19,11 @@ from pycocotools import mask as mask_utils
 
 from configs.errors import InputError
 from jobs.mask_codec import mask_bbox, mask_to_rle, rle_to_mask
-from jobs.media import ModelInfo
+from jobs.media import ModelInfo, VideoInfo
 from jobs.tracks import (
     SpoolState,
     Tracks,
     TracksWriter,
-    VideoMeta,
     read_tracks,
     spool_path_for,
     spool_state,
@@ -34,13 +33,13 @@ from jobs.tracks import (
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-SMALL = VideoMeta(width=64, height=40, fps=25.0, num_frames=None)
+SMALL = VideoInfo(width=64, height=40, fps=25.0, num_frames=None)
 MODEL = ModelInfo(
     name="sam2.1-tiny", checkpoint="sam2.1_hiera_tiny.pt", image_size=256, device="cpu"
 )
 
 
-def box_mask(frame: int, obj_id: int, video: VideoMeta = SMALL) -> np.ndarray:
+def box_mask(frame: int, obj_id: int, video: VideoInfo = SMALL) -> np.ndarray:
     """A deterministic (H, W) bool box that moves with the frame and differs per object."""
     mask = np.zeros((video.height, video.width), bool)
     top, left = (3 * obj_id) % (video.height - 8), (frame + 5 * obj_id) % (video.width - 10)
@@ -175,7 +174,8 @@ def test_read_tracks_and_masks_at(tmp_path: Path) -> None:
         writer.finish(6)
     tracks = read_tracks(path)
     assert isinstance(tracks, Tracks)
-    assert tracks.video == VideoMeta(64, 40, 25.0, 6) and tracks.model == MODEL
+    assert tracks.video == VideoInfo(64, 40, 25.0, 6, source=str(tmp_path))
+    assert tracks.model == MODEL
     assert [t.id for t in tracks.objects] == [1, 2]
     assert set(tracks.masks_at(0)) == {2}
     masks = tracks.masks_at(4)
@@ -187,7 +187,7 @@ def test_read_tracks_and_masks_at(tmp_path: Path) -> None:
 
 
 def test_real_davis_masks_at_source_resolution(davis_root: Path, tmp_path: Path) -> None:
-    video = VideoMeta(854, 480, 24.0, 82)
+    video = VideoInfo(854, 480, 24.0, 82)
     folder = davis_root / "Annotations" / "bear"
     masks = [np.asarray(Image.open(folder / f"{i:05d}.png").convert("L")) > 0 for i in (0, 77)]
     with TracksWriter(tmp_path / "tracks.json", video, MODEL) as writer:
@@ -216,7 +216,7 @@ def test_more_objects_than_open_files_at_once(tmp_path: Path) -> None:
 
 def test_records_go_to_disk_and_memory_stays_flat(tmp_path: Path) -> None:
     """~30 MB of noisy masks pass through with a Python peak far below that."""
-    video = VideoMeta(854, 480, 30.0)
+    video = VideoInfo(854, 480, 30.0)
     noise = np.random.default_rng(0).random((480, 854)) > 0.5
     path = tmp_path / "tracks.json"
     tracemalloc.start()
@@ -323,13 +323,13 @@ def test_model_block_is_typed_and_foreign_keys_are_ignored(tmp_path: Path) -> No
 @pytest.mark.parametrize(
     ("video", "pattern"),
     [
-        (VideoMeta(64, 40, math.nan), r"video block .*fps: Input should be a finite number"),
-        (VideoMeta(64, 40, -1.0), r"fps: Input should be greater than or equal to 0"),
-        (VideoMeta(0, 40, 25.0), r"width: Input should be greater than 0"),
+        (VideoInfo(64, 40, math.nan), r"video block .*fps: Input should be a finite number"),
+        (VideoInfo(64, 40, -1.0), r"fps: Input should be greater than or equal to 0"),
+        (VideoInfo(0, 40, 25.0), r"width: Input should be greater than 0"),
     ],
 )
 def test_writer_refuses_a_video_block_the_reader_would_refuse(
-    tmp_path: Path, video: VideoMeta, pattern: str
+    tmp_path: Path, video: VideoInfo, pattern: str
 ) -> None:
     with pytest.raises(ValueError, match=pattern):
         TracksWriter(tmp_path / "tracks.json", video, MODEL)
@@ -406,7 +406,7 @@ def test_resume_refuses_to_skip_or_repeat(tmp_path: Path) -> None:
     ):
         TracksWriter.resume(path, SMALL, MODEL, upto_frame=5)
     with pytest.raises(ValueError, match="not a spool of a 64x41 video"):
-        TracksWriter.resume(path, VideoMeta(64, 41, 25.0), MODEL, upto_frame=2)
+        TracksWriter.resume(path, VideoInfo(64, 41, 25.0), MODEL, upto_frame=2)
     with TracksWriter.resume(path, SMALL, MODEL, upto_frame=2) as writer:
         with pytest.raises(ValueError, match="frames must come in order"):
             writer.add(1, 1, box_mask(1, 1), 0.0, True)
@@ -529,7 +529,7 @@ def test_read_tracks_accepts_null_masks_of_hidden_entries(tmp_path: Path) -> Non
     path = tmp_path / "tracks.json"
     path.write_text(json.dumps(_document(**changes)))
     tracks = read_tracks(path)
-    assert tracks.video == VideoMeta(4, 3, 10.0, 2)
+    assert tracks.video == VideoInfo(4, 3, 10.0, 2, source=str(tmp_path))
     hidden = tracks.objects[0].at(1)
     assert hidden.bbox == [0, 0, 0, 0] and not hidden.visible and not hidden.mask().any()
     assert tracks.objects[0].at(0).mask().all() and tracks.objects[0].at(0).score == 1.5

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from configs.errors import InputError
-from jobs.media import ModelInfo
-from jobs.tracks import TracksWriter, VideoMeta
+from jobs.media import ModelInfo, VideoInfo
+from jobs.tracks import TracksWriter
 from tests.conftest import frames_folder
 from worker.cli import main
 from worker.runtimes.batch.exports import ExportKind, write_exports
@@ -22,7 +22,7 @@ def _tracks(folder: Path, ids: tuple[int, ...]) -> Path:
     """A real 8x6 tracks.json: each object a box on every frame."""
     folder.mkdir(parents=True, exist_ok=True)
     with TracksWriter(
-        folder / "tracks.json", VideoMeta(8, 6, 10.0), ModelInfo(name="test")
+        folder / "tracks.json", VideoInfo(8, 6, 10.0), ModelInfo(name="test")
     ) as writer:
         for frame in range(FRAMES):
             for position, obj_id in enumerate(ids):

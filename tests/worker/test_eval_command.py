@@ -12,8 +12,8 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from jobs.mask_io import read_mask_folder, write_indexed_png
-from jobs.media import ModelInfo
-from jobs.tracks import TracksWriter, VideoMeta
+from jobs.media import ModelInfo, VideoInfo
+from jobs.tracks import TracksWriter
 from worker.cli import main
 from worker.runtimes.batch.exports import ExportKind, write_exports
 
@@ -203,7 +203,7 @@ def _two_object_gt(folder: Path) -> tuple[np.ndarray, np.ndarray]:
 def _overlapping_tracks(path: Path, masks: dict[int, np.ndarray], scores: dict) -> Path:
     """A real tracks.json whose objects overlap on every frame, with these score logits."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    video = VideoMeta(WIDTH, HEIGHT, 10.0)
+    video = VideoInfo(WIDTH, HEIGHT, 10.0)
     with TracksWriter(path, video, ModelInfo(name="test")) as writer:
         for frame in range(OVERLAP_FRAMES):
             for obj_id, mask in masks.items():

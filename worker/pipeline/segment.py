@@ -30,7 +30,7 @@ from jobs.mask_codec import rle_to_mask
 from jobs.media import Frame, VideoInfo
 from jobs.overlay import OverlayWriter
 from jobs.prompts import Prompt, check_prompt_frames, validate_prompts
-from jobs.tracks import TracksWriter, VideoMeta, read_spool, spool_path_for
+from jobs.tracks import TracksWriter, read_spool, spool_path_for
 from worker.engines.contract import Snapshotting, Tracker
 from worker.pipeline.output_dir import prepare_output_dir, remove_debris, write_errors
 from worker.pipeline.result_files import ResultFiles
@@ -143,7 +143,7 @@ def segment_video(
         info = video.info
         _check_against_video(request, info)
         tracker = _start_tracker(make_tracker, info, resume)
-        meta = VideoMeta(info.width, info.height, info.fps, info.num_frames)
+        meta = info  # the tracks.json video block is written from the source's VideoInfo
         with _no_debris_on_failure(out_dir), write_errors(out_dir), ExitStack() as stack:
             writers = _open_writers(stack, request, out_dir, info, meta, model, resume)
             start = resume.frame if resume is not None else 0
@@ -387,7 +387,7 @@ def _open_writers(
     return _Writers(out_dir, ResultFiles(tracks, overlay), replay)
 
 
-def _spooled_frames(spool: Path, meta: VideoMeta) -> Iterator[tuple[int, dict]]:
+def _spooled_frames(spool: Path, meta: VideoInfo) -> Iterator[tuple[int, dict]]:
     """(frame, {object id: tracks.json entry}) for each frame in a spool, in order."""
     frame, entries = None, {}
     for line in read_spool(spool, meta):  # the spool's own reader (jobs.tracks)

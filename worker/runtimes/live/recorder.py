@@ -12,7 +12,7 @@ from pathlib import Path
 
 from jobs.media import Frame, ModelInfo, VideoInfo
 from jobs.overlay import OverlayWriter
-from jobs.tracks import TracksWriter, VideoMeta
+from jobs.tracks import TracksWriter
 from worker.engines.contract import ObjectResult
 from worker.pipeline.result_files import ResultFiles
 from worker.runtimes.live.capture import CapturedFrame
@@ -35,7 +35,7 @@ class Recorder:
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         info = VideoInfo(width, height, fps, None, _TIME_BASE, 0, "live")
-        tracks = TracksWriter(self.out_dir / TRACKS_FILE, VideoMeta(width, height, fps), model)
+        tracks = TracksWriter(self.out_dir / TRACKS_FILE, info, model)
         try:
             overlay = OverlayWriter(self.out_dir / OVERLAY_FILE, info)
         except BaseException:
