@@ -1,4 +1,4 @@
-"""Reading and writing per-frame object masks: DAVIS-style PNG folders and ``tracks.json``.
+"""Reading and writing per-frame object masks as DAVIS-style PNG folders.
 
 PNG masks (one file per frame, ``00000.png``, ``00001.png``, ...) come in two layouts:
 
@@ -10,15 +10,12 @@ Any PIL mode is accepted: ``LA``/``PA`` use their first channel, ``1`` is binary
 are label maps, and RGB(A) colours are mapped back through the DAVIS palette (black/white only
 is binary). Written PNGs are indexed with the standard DAVIS palette.
 
-``tracks.json`` is the tracker's prediction file: ``{"video": {"width", "height", "fps",
-"num_frames"}, "model": {...}, "objects": [{"id", "frames": [{"frame", "rle", "bbox", "score",
-"visible"}]}]}`` with COCO compressed RLE masks.
+``tracks.json`` is read by :func:`jobs.tracks.read_tracks`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,9 +23,6 @@ from PIL import Image
 
 from configs.errors import InputError
 from jobs.exports import FrameMasks, one_label_per_pixel
-from jobs.mask_codec import rle_to_mask
-from jobs.media import VideoInfo
-from jobs.tracks import read_tracks
 
 VOID_LABEL = 255
 MAX_PNG_ID = 254  # indexed PNG object ids: 0 is the background, 255 void
@@ -203,61 +197,3 @@ def write_indexed_png(
     image = Image.fromarray(labels_from_masks(masks, shape, scores))
     image.putpalette(davis_palette().tobytes())  # makes the greyscale image indexed
     image.save(path, format="PNG")
-
-
-# --- tracks.json ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TrackedVideo:
-    """A decoded-on-demand ``tracks.json``.
-
-    Attributes:
-        video: size, rate and length of the tracked video (name: the file's parent folder).
-        rles: ``{obj_id: {frame: COCO compressed RLE}}`` of the visible frames only.
-        scores: ``{obj_id: {frame: score}}`` of the same frames.
-    """
-
-    video: VideoInfo
-    rles: Mapping[int, Mapping[int, Mapping[str, object]]]
-    scores: Mapping[int, Mapping[int, float]]
-
-    def frame_masks(self, frame: int) -> FrameMasks:
-        """The decoded masks of one frame: bool (H, W) per visible object."""
-        masks = {}
-        for obj_id, frames in self.rles.items():
-            if frame in frames:
-                try:
-                    masks[obj_id] = rle_to_mask(frames[frame])  # type: ignore[arg-type]
-                except InputError as error:
-                    raise InputError(f"object {obj_id} frame {frame}: {error}") from None
-        scores = {obj_id: self.scores[obj_id][frame] for obj_id in masks}
-        return FrameMasks(frame=frame, masks=masks, scores=scores)
-
-    def frames(self) -> Iterator[FrameMasks]:
-        """Every frame ``0..num_frames-1`` in order, decoded one at a time."""
-        for frame in range(self.video.num_frames):
-            yield self.frame_masks(frame)
-
-
-def read_tracks_json(path: Path) -> TrackedVideo:
-    """Parse a ``tracks.json`` prediction file (masks stay encoded until asked for).
-
-    The file is read and checked by :func:`jobs.tracks.read_tracks`; it must be finished
-    (``video.num_frames`` set). The video's name is the file's parent folder.
-
-    Raises:
-        InputError: unreadable file, wrong types or sizes, a frame outside the video.
-    """
-    path = Path(path)
-    tracks = read_tracks(path)
-    if tracks.video.num_frames is None:
-        raise InputError(f"not a valid tracks.json: {path} (video.num_frames is not set)")
-    video = tracks.video  # its name: the folder holding the file
-    rles: dict[int, dict[int, Mapping[str, object]]] = {}
-    scores: dict[int, dict[int, float]] = {}
-    for track in tracks.objects:
-        visible = [entry for entry in track.frames if entry.visible]
-        rles[track.id] = {entry.frame: entry.rle for entry in visible}
-        scores[track.id] = {entry.frame: entry.score for entry in visible}
-    return TrackedVideo(video=video, rles=rles, scores=scores)

@@ -18,6 +18,9 @@ line per record, frame-major; nothing is kept in RAM) and at :meth:`TracksWriter
 regroups the spool per object on disk and streams the result into ``tracks.json`` atomically.
 A crashed job leaves its spool behind; :meth:`TracksWriter.resume` reopens it cut back to a
 frame so the job continues without duplicate or missing records.
+
+:func:`read_tracks` is the one reader: it checks the file through :mod:`jobs.tracks_json` and
+gives :class:`Tracks`, whose masks stay encoded until a frame is asked for.
 """
 
 from __future__ import annotations
@@ -35,7 +38,9 @@ from typing import IO, Any
 
 import numpy as np
 
+from configs.errors import InputError
 from jobs.atomic_files import atomic_writer
+from jobs.exports import FrameMasks
 from jobs.mask_codec import check_mask, mask_bbox, mask_to_rle, rle_to_mask
 from jobs.media import ModelInfo, VideoInfo
 from jobs.tracks_json import (
@@ -93,6 +98,33 @@ class Tracks:
     model: ModelInfo
     objects: list[ObjectTrack] = field(default_factory=list)
 
+    def frame_masks(self, frame: int) -> FrameMasks:
+        """The visible objects of one frame, decoded: bool (H, W) masks and their score logits.
+
+        A mask that does not decode raises :class:`InputError` naming its object and frame.
+        """
+        masks, scores = {}, {}
+        for track in self.objects:
+            entry = track.at(frame)
+            if entry is None or not entry.visible:
+                continue
+            try:
+                masks[track.id] = entry.mask()
+            except InputError as error:
+                raise InputError(f"object {track.id} frame {frame}: {error}") from None
+            scores[track.id] = entry.score
+        return FrameMasks(frame=frame, masks=masks, scores=scores)
+
+    def frames(self) -> Iterator[FrameMasks]:
+        """:meth:`frame_masks` of every frame ``0..num_frames-1`` in order, one at a time.
+
+        Needs a finished file (``read_tracks(path, finished=True)``).
+        """
+        if self.video.num_frames is None:
+            raise InputError("the tracks' frame count is not known (video.num_frames unset)")
+        for frame in range(self.video.num_frames):
+            yield self.frame_masks(frame)
+
     def masks_at(self, frame: int) -> dict[int, np.ndarray]:
         """``{object id: (H, W) bool}`` for every object with an entry at ``frame``.
 
@@ -106,14 +138,19 @@ class Tracks:
         return masks
 
 
-def read_tracks(path: str | os.PathLike[str]) -> Tracks:
-    """Load a ``tracks.json``; a missing or malformed file raises a one-line InputError.
+def read_tracks(path: str | os.PathLike[str], *, finished: bool = False) -> Tracks:
+    """Load a ``tracks.json``: the one reader (eval, exports, demo, batch runner, tests).
+
+    A missing or malformed file raises a one-line InputError; so does, with ``finished``, a
+    file whose ``video.num_frames`` is not set (what an export or a score needs).
 
     Checked by :func:`jobs.tracks_json.load_tracks_document` (types, sizes, frame order). An
     entry not visible reads as an empty mask and box ``[0, 0, 0, 0]``. The video's ``source``
     is the folder holding the file, so its ``name`` is that folder's (the sequence's) name.
     """
     document = load_tracks_document(path)
+    if finished and document.video.num_frames is None:
+        raise InputError(f"not a valid tracks.json: {path} (video.num_frames is not set)")
     video = video_from_block(document.video, str(Path(path).parent))
     empty = mask_to_rle(np.zeros((video.height, video.width), dtype=bool))
     objects = [

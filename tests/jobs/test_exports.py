@@ -35,7 +35,6 @@ from jobs.mask_io import (
     labels_from_masks,
     read_mask_folder,
     read_mask_png,
-    read_tracks_json,
     write_indexed_png,
 )
 from jobs.media import ModelInfo, VideoInfo
@@ -205,13 +204,13 @@ def _tracks_document(video: VideoInfo, frames: list[FrameMasks]) -> dict:
     }
 
 
-def test_read_tracks_json_decodes_every_frame(tmp_path: Path, real_video) -> None:
+def test_read_tracks_decodes_every_frame(tmp_path: Path, real_video) -> None:
     video, frames = real_video
     frames = frames[:7]  # frame 7 of object 1 is marked invisible in the file
     path = tmp_path / "seq" / "tracks.json"
     path.parent.mkdir()
     path.write_text(json.dumps(_tracks_document(video, frames)))
-    tracks = read_tracks_json(path)
+    tracks = read_tracks(path, finished=True)
     assert tracks.video == VideoInfo(854, 480, 24.0, 8, source=str(path.parent))
     assert tracks.video.name == "seq"  # the video is named after its folder
     decoded = list(tracks.frames())
@@ -240,11 +239,11 @@ def test_read_tracks_json_decodes_every_frame(tmp_path: Path, real_video) -> Non
         ),
     ],
 )
-def test_read_tracks_json_rejects_bad_files(tmp_path: Path, document: str, message: str) -> None:
+def test_read_tracks_rejects_bad_files(tmp_path: Path, document: str, message: str) -> None:
     path = tmp_path / "tracks.json"
     path.write_text(document)
     with pytest.raises(InputError, match=message):
-        read_tracks_json(path)
+        read_tracks(path, finished=True)
 
 
 def test_a_damaged_compressed_rle_names_its_object_and_frame(tmp_path: Path) -> None:
@@ -254,7 +253,7 @@ def test_a_damaged_compressed_rle_names_its_object_and_frame(tmp_path: Path) -> 
     document = json.loads(path.read_text())
     document["objects"][0]["frames"][0]["rle"]["counts"] = "\x7f!!"
     path.write_text(json.dumps(document))
-    tracks = read_tracks_json(path)  # compressed counts are checked when decoded
+    tracks = read_tracks(path, finished=True)  # compressed counts are checked when decoded
     with pytest.raises(InputError, match=r"^object 7 frame 0: invalid COCO RLE mask"):
         tracks.frame_masks(0)
 
@@ -629,7 +628,7 @@ def test_mot_read_by_motmetrics_gives_the_tracks_json_boxes(tmp_path: Path, real
     video, frames = real_video
     tracks_path = _write_tracks_json(tmp_path / "seq" / "tracks.json", video, frames)
     mot_path = tmp_path / "mot.txt"
-    write_mot(mot_path, video, read_tracks_json(tracks_path).frames())
+    write_mot(mot_path, video, read_tracks(tracks_path, finished=True).frames())
     table = motmetrics.io.loadtxt(str(mot_path), fmt="mot15-2D")
     read_back = {
         (frame_id - 1, obj_id): [int(row.X), int(row.Y), int(row.Width), int(row.Height)]

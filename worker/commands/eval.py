@@ -25,8 +25,8 @@ from configs.errors import InputError
 if TYPE_CHECKING:  # numpy and OpenCV: loaded by the handler, not by --help
     import numpy as np
 
-    from jobs.mask_io import TrackedVideo
     from jobs.metrics import EvalReport, SequenceScores
+    from jobs.tracks import Tracks
 
 TRACKS_FILE = "tracks.json"
 # jobs.metrics.DEFAULT_BOUND_TH, for the help text (a test keeps the two equal)
@@ -142,7 +142,7 @@ class _PngPrediction:
 
 @dataclass(frozen=True)
 class _TracksPrediction:
-    tracks: TrackedVideo
+    tracks: Tracks
     where: Path
 
     def masks(self, frame: int, required: bool, shape: tuple[int, int]) -> dict[int, np.ndarray]:
@@ -162,12 +162,14 @@ class _TracksPrediction:
 
 
 def _prediction_source(pred: Path) -> _Prediction:
-    from jobs.mask_io import list_mask_pngs, read_tracks_json
+    from jobs.mask_io import list_mask_pngs
+    from jobs.tracks import read_tracks
 
     if pred.is_file() and pred.suffix.lower() == ".json":
-        return _TracksPrediction(read_tracks_json(pred), pred)
+        return _TracksPrediction(read_tracks(pred, finished=True), pred)
     if pred.is_dir() and (pred / TRACKS_FILE).is_file():
-        return _TracksPrediction(read_tracks_json(pred / TRACKS_FILE), pred / TRACKS_FILE)
+        tracks = read_tracks(pred / TRACKS_FILE, finished=True)
+        return _TracksPrediction(tracks, pred / TRACKS_FILE)
     if pred.is_dir() and _has_pngs(pred):
         return _PngPrediction(dict(list_mask_pngs(pred)), pred)
     raise InputError(f"prediction {pred} is neither a tracks.json nor a folder of PNG masks")

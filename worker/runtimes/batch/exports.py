@@ -22,7 +22,8 @@ from jobs.exports.cvat import write_cvat_video
 from jobs.exports.davis_png import frame_png_name, write_davis_pngs
 from jobs.exports.mot import write_mot
 from jobs.exports.ytvis import write_ytvis
-from jobs.mask_io import TrackedVideo, check_png_ids, read_tracks_json
+from jobs.mask_io import check_png_ids
+from jobs.tracks import Tracks, read_tracks
 
 TRACKS_FILE = "tracks.json"
 DAVIS_DIR = "davis"
@@ -74,8 +75,8 @@ def write_exports(folder: Path, kinds: Iterable[ExportKind]) -> list[Path]:
     wanted = [kind for kind in _DERIVED if kind in set(kinds)]
     if not wanted:
         return []
-    tracks = read_tracks_json(Path(folder) / TRACKS_FILE)
-    check_object_ids(wanted, tracks.rles)  # before anything is written
+    tracks = read_tracks(Path(folder) / TRACKS_FILE, finished=True)
+    check_object_ids(wanted, [track.id for track in tracks.objects])  # before anything is written
     written: list[Path] = []
     for kind in wanted:
         try:
@@ -95,7 +96,7 @@ def _remove_export(folder: Path, kind: ExportKind) -> None:
         (folder / name[kind]).unlink()
 
 
-def _write_one(folder: Path, kind: ExportKind, tracks: TrackedVideo) -> list[Path]:
+def _write_one(folder: Path, kind: ExportKind, tracks: Tracks) -> list[Path]:
     video = tracks.video
     if kind is ExportKind.DAVIS:
         out_dir = folder / DAVIS_DIR
@@ -114,7 +115,7 @@ def _write_one(folder: Path, kind: ExportKind, tracks: TrackedVideo) -> list[Pat
     return [folder / MOT_FILE]
 
 
-def confidence_frames(tracks: TrackedVideo) -> Iterator[FrameMasks]:
+def confidence_frames(tracks: Tracks) -> Iterator[FrameMasks]:
     """The frames of ``tracks`` with score logits turned into [0, 1] confidences."""
     for item in tracks.frames():
         scores = {obj_id: _sigmoid(score) for obj_id, score in item.scores.items()}
