@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from configs.errors import InputError, TransientError
 from jobs.urls import is_url as is_url  # re-exported: callers say jobs.storage.is_url
+from jobs.urls import url_scheme
 
 MANIFEST_NAME = "manifest.json"
 _HTTP_TIMEOUT_S = 20.0
@@ -170,7 +171,7 @@ def fetch_input(source: str, scratch: Path, retrier: Retrier) -> str:
     """Something ``open_video`` can read for ``source``: the path or URL itself, or a copy."""
     if not is_url(source):
         return source
-    if source.split("://", 1)[0].lower() in ("http", "https"):
+    if url_scheme(source) in ("http", "https"):
         retrier.call(f"cannot reach {source}", lambda: _probe_http(source))
         return source
     location = open_location(source)

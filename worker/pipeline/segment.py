@@ -31,6 +31,7 @@ from jobs.media import Frame, VideoInfo
 from jobs.overlay import OverlayWriter
 from jobs.prompts import Prompt, check_prompt_frames, validate_prompts
 from jobs.tracks import TracksWriter, read_spool, spool_path_for
+from jobs.urls import is_url
 from worker.engines.contract import Snapshotting, Tracker
 from worker.pipeline.output_dir import prepare_output_dir, remove_debris, write_errors
 from worker.pipeline.result_files import ResultFiles
@@ -178,7 +179,7 @@ def check_request(request: SegmentRequest) -> VideoInfo:
 def _check_before_video(request: SegmentRequest, keep_spool: bool) -> None:
     out_dir = Path(request.out_dir)
     source = Path(request.source)
-    if "://" not in request.source and source.exists():
+    if not is_url(request.source) and source.exists():
         targets = {(out_dir / name).resolve() for name in OUTPUT_FILES}
         if source.resolve() in targets:  # clearing the old results would delete the input
             raise InputError(f"the video {source} is one of the outputs: choose another --out")

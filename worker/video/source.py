@@ -44,6 +44,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from configs.errors import VideoDecodeError
 from jobs.media import Frame, VideoInfo
+from jobs.urls import is_url
 
 DEFAULT_IMAGE_FPS = 24.0
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -85,7 +86,7 @@ def open_video(source: str | os.PathLike[str], *, fps: float | None = None) -> V
     text = os.fspath(source)
     if fps is not None and not (fps > 0 and np.isfinite(fps)):
         raise VideoDecodeError(f"frame rate must be a positive number, got {fps}")
-    if _is_url(text):
+    if is_url(text):
         return _AvVideoSource(text)
     path = Path(text)
     if path.is_dir():
@@ -95,10 +96,6 @@ def open_video(source: str | os.PathLike[str], *, fps: float | None = None) -> V
     if path.is_file() and path.stat().st_size == 0:
         raise VideoDecodeError(f"empty file: {text}")
     return _AvVideoSource(text)
-
-
-def _is_url(text: str) -> bool:
-    return re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", text) is not None
 
 
 # --- display orientation -----------------------------------------------------------------
@@ -286,7 +283,7 @@ def _stated_end_seconds(
 
 
 def _open_container(source: str) -> av.container.InputContainer:
-    timeout = _URL_TIMEOUT_S if _is_url(source) else None
+    timeout = _URL_TIMEOUT_S if is_url(source) else None
     try:
         return av.open(source, mode="r", timeout=timeout)
     except av.EOFError:
@@ -328,7 +325,7 @@ def _check_matroska_size(source: str, container: av.container.InputContainer) ->
     The muxer writes the Segment's size when it finishes; a live-written file may leave it
     unknown, and then nothing is concluded.
     """
-    if _is_url(source) or not _is_matroska(container):
+    if is_url(source) or not _is_matroska(container):
         return
     try:
         with open(source, "rb") as handle:

@@ -24,6 +24,7 @@ import numpy as np
 
 from configs.errors import InputError, StreamsegError
 from jobs.media import VideoInfo
+from jobs.urls import is_url
 
 
 class SourceError(InputError):
@@ -54,7 +55,7 @@ def live_info(width: int, height: int, fps: float, name: str) -> VideoInfo:
 
 def public_label(name: str) -> str:
     """A file's base name; a URL's scheme, host and path (no user, password or query)."""
-    if _looks_like_url(name):
+    if is_url(name):
         from urllib.parse import urlsplit
 
         try:
@@ -83,7 +84,7 @@ def parse_source(text: str, *, loop: bool = False) -> SourceSpec:
         return SourceSpec(SourceKind.DEVICE, text)
     if _SYNTHETIC.match(text):
         return SourceSpec(SourceKind.SYNTHETIC, text, loop)
-    if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", text):
+    if is_url(text):
         if text.lower().startswith("file://"):
             return SourceSpec(SourceKind.FILE, text[len("file://") :], loop)
         return SourceSpec(SourceKind.STREAM, text, loop)
@@ -188,7 +189,7 @@ class VideoFileSource(LiveSource):
 
     def __init__(self, source: str, *, realtime: bool, loop: bool = False) -> None:
         self._source, self._realtime, self._loop = source, realtime, loop
-        if not _looks_like_url(source) and not Path(source).exists():
+        if not is_url(source) and not Path(source).exists():
             raise SourceError(f"no such file or device: {source}")
         self._video = self._open()
         info = self._video.info
@@ -220,10 +221,6 @@ class VideoFileSource(LiveSource):
 
     def close(self) -> None:
         self._video.close()
-
-
-def _looks_like_url(text: str) -> bool:
-    return re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", text) is not None
 
 
 def _sleep_until(deadline: float) -> None:
