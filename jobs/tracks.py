@@ -43,6 +43,7 @@ from jobs.atomic_files import atomic_writer
 from jobs.exports import FrameMasks
 from jobs.mask_codec import check_mask, mask_bbox, mask_to_rle, rle_to_mask
 from jobs.media import ModelInfo, VideoInfo
+from jobs.output_names import SPOOL_SUFFIX, TRACKS_SCRATCH_PREFIX
 from jobs.tracks_json import (
     FrameJson,
     check_video_meta,
@@ -51,8 +52,6 @@ from jobs.tracks_json import (
     video_from_block,
 )
 
-SPOOL_SUFFIX = ".spool"
-SCRATCH_PREFIX = ".tracks-"  # the folder finish() regroups the spool in, beside tracks.json
 _SPOOL_MAGIC = "streamseg-tracks-spool"
 _SPLIT_FILES_AT_ONCE = 64
 
@@ -380,7 +379,8 @@ class TracksWriter:
             raise ValueError(f"num_frames={num_frames} but frame {self._last_frame} was added")
         self._spool.close()
         meta = replace(self.video, num_frames=num_frames)
-        with tempfile.TemporaryDirectory(dir=self.path.parent, prefix=SCRATCH_PREFIX) as scratch:
+        folder = self.path.parent
+        with tempfile.TemporaryDirectory(dir=folder, prefix=TRACKS_SCRATCH_PREFIX) as scratch:
             per_object = _split_per_object(self.spool_path, self.video, sorted(self._ids), scratch)
             _write_atomically(self.path, _document_chunks(meta, self.model, per_object))
         self.spool_path.unlink()

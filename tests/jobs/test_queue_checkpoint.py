@@ -16,12 +16,12 @@ import torch
 from PIL import Image
 
 from jobs.media import ModelInfo
+from jobs.output_names import TRACKS_FILE
 from jobs.prompts import Prompt
 from jobs.storage import Retrier, open_location
 from jobs.tracks import spool_path_for
 from worker.engines.contract import FrameResult, ObjectResult
 from worker.pipeline.segment import (
-    TRACKS_FILE,
     Cancelled,
     ResumeFailed,
     ResumeFrom,

@@ -43,9 +43,9 @@ def run(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from configs.errors import InputError
+    from jobs.output_names import OUTPUT_FILES, OVERLAY_FILE, TRACKS_FILE
     from jobs.prompts import Prompt, load_mask
     from worker.pipeline.output_dir import prepare_output_dir
-    from worker.pipeline.segment import OUTPUT_FILES
     from worker.video.demo_clip import write_sample_video
 
     if (args.video is None) != (args.mask is None):
@@ -60,10 +60,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         video, prompt = args.video, Prompt(1, 0, mask=load_mask(args.mask))
     summary = _segment(args, str(video), prompt)
-    print(f"outputs: {args.out / 'tracks.json'} and {args.out / 'overlay.mp4'}")
+    print(f"outputs: {args.out / TRACKS_FILE} and {args.out / OVERLAY_FILE}")
     print(f"{summary.num_frames} frames at {summary.fps:.1f} fps")
     if truth is not None:
-        jf = _score(args.out / "tracks.json", truth)
+        jf = _score(args.out / TRACKS_FILE, truth)
         print(f"J&F against the sample's ground truth: {jf:.3f}")
     return 0
 

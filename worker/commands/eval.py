@@ -28,7 +28,6 @@ if TYPE_CHECKING:  # numpy and OpenCV: loaded by the handler, not by --help
     from jobs.metrics import EvalReport, SequenceScores
     from jobs.tracks import Tracks
 
-TRACKS_FILE = "tracks.json"
 # jobs.metrics.DEFAULT_BOUND_TH, for the help text (a test keeps the two equal)
 HELP_DEFAULT_BOUND_TH = 0.008
 
@@ -163,6 +162,7 @@ class _TracksPrediction:
 
 def _prediction_source(pred: Path) -> _Prediction:
     from jobs.mask_io import list_mask_pngs
+    from jobs.output_names import TRACKS_FILE
     from jobs.tracks import read_tracks
 
     if pred.is_file() and pred.suffix.lower() == ".json":

@@ -19,10 +19,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from configs.errors import OutputError
-from jobs.tracks import SPOOL_SUFFIX
+from jobs.output_names import SPOOL_SUFFIX, TRACKS_SCRATCH_PREFIX
 
 MIN_FREE_BYTES = 4 << 20  # below this not even a short tracks.json and overlay fit
-TRACKS_SCRATCH_PREFIX = ".tracks-"  # TracksWriter.finish's TemporaryDirectory prefix
 _PROBE_BYTES = 4096
 
 

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from configs.errors import InputError, StreamsegError
 from jobs.mask_codec import rle_to_mask
 from jobs.media import Frame, VideoInfo
+from jobs.output_names import OUTPUT_FILES, OVERLAY_FILE, TRACKS_FILE
 from jobs.overlay import OverlayWriter
 from jobs.prompts import Prompt, check_prompt_frames, validate_prompts
 from jobs.tracks import TracksWriter, read_spool, spool_path_for
@@ -42,9 +43,6 @@ if TYPE_CHECKING:
     from jobs.media import ModelInfo
     from worker.engines.contract import FrameResult
 
-TRACKS_FILE = "tracks.json"
-OVERLAY_FILE = "overlay.mp4"
-OUTPUT_FILES = (TRACKS_FILE, OVERLAY_FILE)
 PREFETCH_DEPTH = 2  # frames decoded and preprocessed ahead of the model
 WRITE_DEPTH = 4  # frames' results waiting for the writer (back-pressure beyond)
 

@@ -23,13 +23,8 @@ from jobs.exports.davis_png import frame_png_name, write_davis_pngs
 from jobs.exports.mot import write_mot
 from jobs.exports.ytvis import write_ytvis
 from jobs.mask_io import check_png_ids
+from jobs.output_names import CVAT_FILE, DAVIS_DIR, MOT_FILE, TRACKS_FILE, YTVIS_FILE
 from jobs.tracks import Tracks, read_tracks
-
-TRACKS_FILE = "tracks.json"
-DAVIS_DIR = "davis"
-YTVIS_FILE = "ytvis.json"
-CVAT_FILE = "annotations.xml"
-MOT_FILE = "mot.txt"
 
 
 class ExportKind(enum.Enum):

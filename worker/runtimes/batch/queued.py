@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Protocol
 
 from configs.errors import InputError, StreamsegError
+from jobs.output_names import TRACKS_FILE
 from jobs.tracks import read_tracks
 from worker.runtimes.batch.exports import ExportKind, check_object_ids, write_exports
 from worker.runtimes.batch.inputs import Discovery, VideoInput
@@ -152,7 +153,7 @@ class QueuedBatch:
         folder = self.folder(item.video)
         job_files = [folder / entry.name for entry in result.manifest.files]
         files = job_files + write_exports(folder, self.options.exports)
-        model = read_tracks(folder / "tracks.json").model.name or self.model.model
+        model = read_tracks(folder / TRACKS_FILE).model.name or self.model.model
         request = OutputRequest(self.request.exports, self.options.max_frames, model)
         manifest = Manifest(
             video=item.video.name,

@@ -11,14 +11,13 @@ from fractions import Fraction
 from pathlib import Path
 
 from jobs.media import Frame, ModelInfo, VideoInfo
+from jobs.output_names import OVERLAY_FILE, TRACKS_FILE
 from jobs.overlay import OverlayWriter
 from jobs.tracks import TracksWriter
 from worker.engines.contract import ObjectResult
 from worker.pipeline.result_files import ResultFiles
 from worker.runtimes.live.capture import CapturedFrame
 
-TRACKS_FILE = "tracks.json"
-OVERLAY_FILE = "overlay.mp4"
 _TIME_BASE = Fraction(1, 1000)
 
 

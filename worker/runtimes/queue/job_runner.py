@@ -30,6 +30,7 @@ from rq.job import Job, validate_job_id
 
 from configs.errors import InputError, OutputError, StreamsegError
 from configs.settings import QueueSettings, TrackerSettings, load_settings
+from jobs.output_names import OVERLAY_FILE, TRACKS_FILE
 from jobs.prompts import Prompt, merge_prompts
 from jobs.queue import JobMeta, job_timeout_s, read_meta, write_meta
 from jobs.redis_keys import job_cancel_key
@@ -49,8 +50,6 @@ from jobs.storage import (
 )
 from jobs.tracks import spool_path_for
 from worker.pipeline.segment import (
-    OVERLAY_FILE,
-    TRACKS_FILE,
     Cancelled,
     Progress,
     ResumeFailed,
