@@ -27,6 +27,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from configs.errors import InputError
+from jobs.bounded_read import read_text
 
 if TYPE_CHECKING:  # numpy and PIL load only where a mask is read (not on ``streamseg submit``)
     import numpy as np
@@ -164,7 +165,9 @@ def read_prompt_document(path: Path) -> object:
     ``MAX_DOCUMENT_DEPTH`` levels deep and hold at most ``MAX_DOCUMENT_NODES`` values, with
     YAML aliases counted each time they are used.
     """
-    text = _read_text(Path(path))
+    text = read_text(
+        Path(path), "prompts file", max_bytes=MAX_PROMPT_FILE_BYTES, encoding="utf-8-sig"
+    )
     is_yaml = Path(path).suffix.lower() in YAML_SUFFIXES
     try:
         raw = _parse_yaml(text) if is_yaml else json.loads(text, parse_constant=_no_constant)
@@ -174,24 +177,6 @@ def read_prompt_document(path: Path) -> object:
         raise InputError(f"cannot parse prompts file {path}: {_first_line(error)}") from None
     _check_document_shape(raw, path)
     return raw
-
-
-def _read_text(path: Path) -> str:
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_PROMPT_FILE_BYTES + 1)
-    except FileNotFoundError:
-        raise InputError(f"no such prompts file: {path}") from None
-    except IsADirectoryError:
-        raise InputError(f"prompts file {path} is a folder") from None
-    except OSError as error:
-        raise InputError(f"cannot read prompts file {path}: {_first_line(error)}") from None
-    if len(data) > MAX_PROMPT_FILE_BYTES:
-        raise InputError(f"prompts file {path} is larger than {MAX_PROMPT_FILE_BYTES >> 20} MiB")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise InputError(f"prompts file {path} is not UTF-8 text (byte {error.start})") from None
 
 
 def _no_constant(name: str) -> object:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 from itertools import pairwise
 from pathlib import Path
 from typing import Annotated, Any
@@ -26,6 +25,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, model_validator
 
 from configs.errors import InputError
+from jobs.bounded_read import one_line, read_bytes
 from jobs.media import VideoInfo
 
 MAX_FRAME_PIXELS = 1 << 28  # 16384 x 16384: one decoded mask is this many bytes
@@ -149,7 +149,7 @@ def load_tracks_document(path: str | os.PathLike[str]) -> TracksDocument:
     except RecursionError:
         raise InputError(f"not a valid tracks.json: {path} (nested too deeply)") from None
     except ValueError as error:
-        raise InputError(f"not a valid tracks.json: {path} ({_one_line(error)})") from None
+        raise InputError(f"not a valid tracks.json: {path} ({one_line(error)})") from None
     try:
         return TracksDocument.model_validate(raw)
     except ValidationError as error:
@@ -157,17 +157,7 @@ def load_tracks_document(path: str | os.PathLike[str]) -> TracksDocument:
 
 
 def _read_regular_file(path: Path) -> str:
-    try:
-        with open(path, "rb") as handle:
-            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-                raise InputError(f"not a valid tracks.json: {path} is not a regular file")
-            data = handle.read()
-    except FileNotFoundError:
-        raise InputError(f"no such file: {path}") from None
-    except IsADirectoryError:
-        raise InputError(f"not a valid tracks.json: {path} is a folder") from None
-    except OSError as error:
-        raise InputError(f"cannot read {path}: {_one_line(error)}") from None
+    data = read_bytes(path, "tracks.json", regular_only=True)  # a tracks.json may be large
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -183,8 +173,4 @@ def _first_problem(error: ValidationError) -> str:
     problem = error.errors(include_url=False)[0]
     where = ".".join(str(part) for part in problem["loc"])
     message = str(problem["msg"]).removeprefix("Value error, ")
-    return _one_line(f"{where}: {message}" if where else message)
-
-
-def _one_line(error: object) -> str:
-    return " ".join(str(error).split())
+    return one_line(f"{where}: {message}" if where else message)

@@ -514,7 +514,11 @@ def test_read_tracks_refuses_damaged_files_in_one_line(
 
 @pytest.mark.parametrize(
     ("where", "pattern"),
-    [("missing", r"^no such file: "), ("folder", r"is a folder$"), ("/dev/zero", r"not a regular")],
+    [
+        ("missing", r"^no such tracks\.json: "),
+        ("folder", r"is a folder$"),
+        ("/dev/zero", r"not a regular"),
+    ],
 )
 def test_read_tracks_refuses_what_is_not_a_file(tmp_path: Path, where: str, pattern: str) -> None:
     path = {"missing": tmp_path / "tracks.json", "folder": tmp_path, "/dev/zero": Path("/dev/zero")}
