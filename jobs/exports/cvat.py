@@ -21,7 +21,7 @@ Track ids count from 0 in writing order; every shape has ``occluded="0"`` and ``
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -191,23 +191,8 @@ class _TrackWriter:
         self.count += 1
 
 
-def _shape_tracks(tracks: _TrackWriter, video: VideoInfo, frames: Iterable[FrameMasks]) -> None:
-    previous = -1
-    for item in frames:
-        check_frame(item, video, previous)
-        previous = item.frame
-        for obj_id, mask in item.visible().items():
-            encoded = encode_cvat_mask(mask)
-            if encoded is None:
-                continue
-            shapes = [(item.frame, encoded, False)]
-            if item.frame + 1 < video.num_frames:
-                shapes.append((item.frame + 1, encoded, True))
-            tracks.write(obj_id, shapes)
-
-
-def _object_tracks(tracks: _TrackWriter, video: VideoInfo, frames: Iterable[FrameMasks]) -> None:
-    visible: dict[int, dict[int, CvatMask]] = {}
+def _encoded(video: VideoInfo, frames: Iterable[FrameMasks]) -> Iterator[tuple[int, int, CvatMask]]:
+    """``(frame, object id, mask)`` of every visible object, frames checked and in order."""
     previous = -1
     for item in frames:
         check_frame(item, video, previous)
@@ -215,9 +200,23 @@ def _object_tracks(tracks: _TrackWriter, video: VideoInfo, frames: Iterable[Fram
         for obj_id, mask in item.visible().items():
             encoded = encode_cvat_mask(mask)
             if encoded is not None:
-                visible.setdefault(obj_id, {})[item.frame] = encoded
+                yield item.frame, obj_id, encoded
+
+
+def _shape_tracks(tracks: _TrackWriter, video: VideoInfo, frames: Iterable[FrameMasks]) -> None:
+    for frame, obj_id, encoded in _encoded(video, frames):
+        shapes = [(frame, encoded, False)]
+        if frame + 1 < video_length(video):
+            shapes.append((frame + 1, encoded, True))
+        tracks.write(obj_id, shapes)
+
+
+def _object_tracks(tracks: _TrackWriter, video: VideoInfo, frames: Iterable[FrameMasks]) -> None:
+    visible: dict[int, dict[int, CvatMask]] = {}
+    for frame, obj_id, encoded in _encoded(video, frames):
+        visible.setdefault(obj_id, {})[frame] = encoded
     for obj_id, by_frame in sorted(visible.items()):
-        tracks.write(obj_id, _keyframes(by_frame, video.num_frames))
+        tracks.write(obj_id, _keyframes(by_frame, video_length(video)))
 
 
 def _keyframes(by_frame: Mapping[int, CvatMask], num_frames: int) -> list[_Shape]:
