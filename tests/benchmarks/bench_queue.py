@@ -82,36 +82,11 @@ def bench_submit(repos: dict[str, Path], runs: int, url: str, tmp: Path) -> None
 
 
 # ----- requeue -----------------------------------------------------------------------------
-def _wait(predicate, timeout: float = 600.0, every: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise TimeoutError
-
-
-def _registered(url: str, queue: str) -> set[str]:
-    from redis import Redis
-    from rq import Queue, Worker
-
-    with Redis.from_url(url) as redis:
-        return {w.name for w in Worker.all(queue=Queue(queue, connection=redis))}
-
-
-def _pid(url: str, name: str) -> int:
-    from redis import Redis
-    from rq import Worker
-
-    with Redis.from_url(url) as redis:
-        return Worker.find_by_key(f"rq:worker:{name}", connection=redis).pid
-
-
 def requeue_once(repo: Path, scenario: str, url: str, checkpoint: Path, clip: Path,
                  tmp: Path) -> tuple[float, float]:  # fmt: skip
     from configs.settings import QueueSettings
     from jobs.queue import JobQueue
+    from tests.jobs.conftest import registered_workers, wait_for, worker_pid
 
     queue = f"bench-{uuid.uuid4().hex[:6]}"
     common = ["worker", "--redis", url, "--queue", queue]
@@ -125,27 +100,28 @@ def requeue_once(repo: Path, scenario: str, url: str, checkpoint: Path, clip: Pa
     try:
         worker("a", *(["--devices", "cpu"] if scenario == "supervised" else []))
         first = f"{queue}-a.0.1" if scenario == "supervised" else f"{queue}-a"
-        _wait(lambda: first in _registered(url, queue), 300)
+        wait_for(lambda: first in registered_workers(url, queue), 300, "worker a", 0.05)
         if scenario == "second":
             worker("b")
-            _wait(lambda: f"{queue}-b" in _registered(url, queue), 300)
+            wait_for(lambda: f"{queue}-b" in registered_workers(url, queue), 300, "b", 0.05)
         spec = {"source": str(clip), "output": str(tmp / queue), "model": "sam2.1-tiny",
                 "checkpoint": str(checkpoint), "image_size": 256, "checkpoint_every": 1,
                 "outputs": ["tracks"],
                 "prompts": [{"object": 1, "points": [[420.0, 260.0]], "labels": [1]}]}  # fmt: skip
         jobs = JobQueue.connect(QueueSettings(), url, queue)
         job = jobs.submit(spec)
-        _wait(lambda: jobs.get(job.id).meta.progress.checkpoint, 600)
+        wait_for(lambda: jobs.get(job.id).meta.progress.checkpoint, 600, "a checkpoint", 0.05)
         # the worker running the job: with two idle workers either may have taken it (killing
         # "a" regardless once hit the idle one, and the bench waited 600 s for a requeue)
-        os.kill(_pid(url, jobs.get(job.id).worker), signal.SIGKILL)
+        os.kill(worker_pid(url, jobs.get(job.id).worker), signal.SIGKILL)
         killed = time.time()
         if scenario == "fresh":
             worker("c")
-        view = _wait(lambda: (v := jobs.get(job.id)).meta.progress.attempt == 2 and v, 600)
+        view = wait_for(lambda: (v := jobs.get(job.id)).meta.progress.attempt == 2 and v, 600,
+                        "attempt 2", 0.05)  # fmt: skip
         requeued = view.enqueued_at.timestamp() - killed
-        _wait(lambda: (p := jobs.get(job.id).meta.progress).resumed_from is not None
-              and p.frame > p.resumed_from, 600, 0.02)  # fmt: skip
+        wait_for(lambda: (p := jobs.get(job.id).meta.progress).resumed_from is not None
+                 and p.frame > p.resumed_from, 600, "a resumed frame", 0.02)  # fmt: skip
         return requeued, time.time() - killed
     finally:
         for process in started:

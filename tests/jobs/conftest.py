@@ -17,11 +17,15 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.conftest import PROJECT_ROOT, TEST_IMAGE_SIZE, TEST_MODEL, frames_folder
 from tests.redis_support import REDIS_SERVER, free_port, redis_server  # noqa: F401
+
+if TYPE_CHECKING:
+    from jobs.queue import JobQueue
 
 # Settings of the test workers (see configs.settings.QueueSettings).
 FAST_WORKER_ENV = {
@@ -55,6 +59,24 @@ def unique_queue() -> str:
 
 
 # ----- worker processes --------------------------------------------------------------------
+
+
+def registered_workers(redis_url: str, queue: str) -> set[str]:
+    """Names of the workers registered on ``queue`` now (RQ's worker registry)."""
+    from redis import Redis
+    from rq import Queue, Worker
+
+    with Redis.from_url(redis_url) as redis:
+        return {w.name for w in Worker.all(queue=Queue(queue, connection=redis))}
+
+
+def worker_pid(redis_url: str, name: str) -> int:
+    """The process id worker ``name`` registered (a ``--devices`` child's own)."""
+    from redis import Redis
+    from rq import Worker
+
+    with Redis.from_url(redis_url) as redis:
+        return Worker.find_by_key(f"rq:worker:{name}", connection=redis).pid
 
 
 @dataclass
@@ -115,11 +137,7 @@ class WorkerFactory:
 
     def registered(self) -> set[str]:
         """Names of the workers registered on this factory's queue now."""
-        from redis import Redis
-        from rq import Queue, Worker
-
-        with Redis.from_url(self.redis_url) as redis:
-            return {w.name for w in Worker.all(queue=Queue(self.queue, connection=redis))}
+        return registered_workers(self.redis_url, self.queue)
 
     def wait_registered(self, count: int, timeout: float = 60.0) -> None:
         """Until ``count`` workers listen on the queue (they import torch first: seconds)."""
@@ -142,12 +160,39 @@ class WorkerFactory:
         for worker in self.started:
             worker.stop()
 
+    def wait_for(self, predicate, timeout: float, what: str, interval: float = 0.1):
+        """``wait_for``, and on a timeout the end of every worker's log in the error."""
+        try:
+            return wait_for(predicate, timeout, what, interval)
+        except TimeoutError as error:
+            logs = "\n".join(f"--- {w.name}:\n{w.log()[-3000:]}" for w in self.started)
+            raise TimeoutError(f"{error}\n{logs}") from None
+
 
 @pytest.fixture
 def workers(redis_url: str, tmp_path: Path) -> Iterator[WorkerFactory]:
     factory = WorkerFactory(redis_url, unique_queue(), tmp_path)
     yield factory
     factory.stop_all()
+
+
+@pytest.fixture(scope="module")
+def worker(redis_url: str, tmp_path_factory) -> Iterator[WorkerFactory]:
+    """One ``streamseg worker`` serving every test of a module (its model stays loaded)."""
+    factory = WorkerFactory(redis_url, unique_queue(), tmp_path_factory.mktemp("worker"))
+    factory.start()
+    factory.wait_registered(1)
+    yield factory
+    factory.stop_all()
+
+
+@pytest.fixture
+def jobs(worker: WorkerFactory):
+    """The client of ``worker``'s queue (``jobs.queue.JobQueue``)."""
+    from configs.settings import load_settings
+    from jobs.queue import JobQueue
+
+    return JobQueue.connect(load_settings().queue, worker.redis_url, worker.queue)
 
 
 # ----- inputs and jobs ---------------------------------------------------------------------
@@ -217,3 +262,30 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
             return value
         time.sleep(interval)
     raise TimeoutError(f"timed out waiting for {what}")
+
+
+@dataclass
+class TwoWorkers:
+    """A job with a checkpoint on one of two workers that were both idle when it came."""
+
+    jobs: JobQueue
+    job_id: str
+    running: WorkerProcess  # the one that took it (either may)
+    other: WorkerProcess  # idle
+
+
+def job_on_one_of_two(
+    workers: WorkerFactory, source: Path, out: Path, checkpoint: Path
+) -> TwoWorkers:
+    """Two workers, then a job (checkpoint every frame), returned at its first checkpoint."""
+    from configs.settings import load_settings
+    from jobs.queue import JobQueue
+
+    started = {w.name: w for w in (workers.start(), workers.start())}
+    workers.wait_registered(2)
+    jobs = JobQueue.connect(load_settings().queue, workers.redis_url, workers.queue)
+    job = jobs.submit(spec_dict(source, out, checkpoint, checkpoint_every=1))
+    workers.wait_for(lambda: jobs.get(job.id).meta.progress.checkpoint, 300, "a checkpoint")
+    running = started.pop(jobs.get(job.id).worker)
+    (other,) = started.values()
+    return TwoWorkers(jobs, job.id, running, other)

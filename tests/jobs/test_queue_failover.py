@@ -12,8 +12,7 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from configs.settings import load_settings
-from jobs.queue import JobQueue
-from tests.jobs.conftest import FAST_WORKER_ENV, spec_dict, unique_queue, wait_for
+from tests.jobs.conftest import FAST_WORKER_ENV, job_on_one_of_two, unique_queue
 from worker.runtimes.queue.rq_hooks import StreamsegWorker
 
 ABANDONED_AFTER_S = int(FAST_WORKER_ENV["STREAMSEG_ABANDONED_AFTER_S"])
@@ -32,28 +31,22 @@ def _utc(moment: datetime) -> datetime:
 def test_idle_second_worker_resumes_a_killed_workers_job(
     workers, bear_clip, sam2_checkpoint, reference_run, tmp_path
 ):
-    started = {w.name: w for w in (workers.start(), workers.start())}
-    workers.wait_registered(2)
-    jobs = JobQueue.connect(load_settings().queue, workers.redis_url, workers.queue)
     out = tmp_path / "out"
-    job = jobs.submit(spec_dict(bear_clip, out, sam2_checkpoint, checkpoint_every=1))
-
-    wait_for(lambda: jobs.get(job.id).meta.progress.checkpoint, 300, "a first checkpoint")
-    running = started.pop(jobs.get(job.id).worker)  # either idle worker may have taken it
-    (idle,) = started.values()
-    running.kill()
-    raw = Job.fetch(job.id, connection=jobs.redis, serializer=JSONSerializer)
+    two = job_on_one_of_two(workers, bear_clip, out, sam2_checkpoint)
+    jobs, job_id, idle = two.jobs, two.job_id, two.other
+    two.running.kill()
+    raw = Job.fetch(job_id, connection=jobs.redis, serializer=JSONSerializer)
     last_beat = _utc(raw.last_heartbeat)  # the killed worker's last one: nobody beats now
     assert raw.get_status() == "started" and idle.process.poll() is None
 
-    back = wait_for(lambda: (v := jobs.get(job.id)).meta.progress.attempt == 2 and v, 120,
-                    "attempt 2 on the idle worker")  # fmt: skip
+    back = workers.wait_for(lambda: (v := jobs.get(job_id)).meta.progress.attempt == 2 and v,
+                            120, "attempt 2 on the idle worker")  # fmt: skip
     requeued_s = (_utc(back.enqueued_at) - last_beat).total_seconds()
     print(f"\nrequeued {requeued_s:.1f} s after the last heartbeat (bound {REQUEUE_BOUND_S} s)")
     assert ABANDONED_AFTER_S - 1 <= requeued_s <= REQUEUE_BOUND_S, idle.log()[-3000:]
     assert back.worker == idle.name and back.meta.lost == 1
 
-    final = jobs.follow(job.id, poll_s=0.2, timeout_s=300)
+    final = jobs.follow(job_id, poll_s=0.2, timeout_s=300)
     assert final.state == "finished", idle.log()[-3000:]
     assert final.worker == idle.name and final.meta.progress.resumed_from is not None
     assert final.retries_left == load_settings().queue.max_retries - 1  # a lost worker spends one

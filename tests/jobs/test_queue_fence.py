@@ -13,7 +13,7 @@ from rq.serializers import JSONSerializer
 from configs.settings import load_settings
 from jobs.queue import JobMeta, JobProgress, JobQueue, read_meta
 from jobs.storage import MANIFEST_NAME
-from tests.jobs.conftest import ONE_FRAME_PROMPTS, spec_dict, unique_queue, wait_for
+from tests.jobs.conftest import ONE_FRAME_PROMPTS, job_on_one_of_two, unique_queue
 from worker.runtimes.queue.fence import AttemptFence, Superseded
 
 
@@ -55,33 +55,28 @@ def test_the_older_attempts_writes_are_refused(redis_client, tmp_path):
 def test_a_stalled_worker_leaves_the_newer_attempts_job_and_outputs(
     workers, bear_clip, sam2_checkpoint, reference_run, tmp_path
 ):
-    started = {w.name: w for w in (workers.start(), workers.start())}
-    workers.wait_registered(2)
-    jobs = JobQueue.connect(load_settings().queue, workers.redis_url, workers.queue)
     out = tmp_path / "out"
-    job = jobs.submit(spec_dict(bear_clip, out, sam2_checkpoint, checkpoint_every=1))
-    wait_for(lambda: jobs.get(job.id).meta.progress.checkpoint, 300, "a first checkpoint")
-    stalled = started.pop(jobs.get(job.id).worker)
-    (other,) = started.values()
+    two = job_on_one_of_two(workers, bear_clip, out, sam2_checkpoint)
+    jobs, job_id, stalled, other = two.jobs, two.job_id, two.running, two.other
 
     stalled.process.send_signal(signal.SIGSTOP)  # alive, but no heartbeat and no frame
     try:
-        final = wait_for(lambda: (v := jobs.get(job.id)).done and v, 300, "the newer attempt")
+        final = workers.wait_for(lambda: (v := jobs.get(job_id)).done and v, 300, "attempt 2")
         assert final.state == "finished" and final.worker == other.name, other.log()[-3000:]
         published = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     finally:
         stalled.process.send_signal(signal.SIGCONT)
-    wait_for(lambda: _state(jobs.redis, stalled.name) == "idle", 120, "the stalled one to end")
+    workers.wait_for(lambda: _state(jobs.redis, stalled.name) == "idle", 120, "the stalled one")
     assert "this attempt was superseded" in stalled.log()
 
-    after = jobs.get(job.id)
+    after = jobs.get(job_id)
     assert (after.state, after.worker) == ("finished", other.name)
     assert after.meta == final.meta and after.meta.progress.attempt == 2  # no stale progress
     assert after.meta.lost == 1 and after.ended_at == final.ended_at
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == published
     assert published["tracks.json"] == (reference_run / "tracks.json").read_bytes()
     assert MANIFEST_NAME in published
-    raw = _fetch(jobs.redis, job.id)
+    raw = _fetch(jobs.redis, job_id)
     assert raw.started_job_registry.get_job_ids(cleanup=False) == []  # its execution is gone
     assert stalled.process.poll() is None, stalled.log()[-3000:]  # and it serves on
     assert "found an unhandled exception" not in stalled.log()

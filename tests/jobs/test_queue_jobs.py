@@ -24,26 +24,9 @@ from tests.jobs.conftest import (
     WorkerFactory,
     model_args,
     spec_dict,
-    unique_queue,
     wait_for,
 )
 from worker.cli import main as cli
-
-
-@pytest.fixture(scope="module")
-def worker(redis_url: str, tmp_path_factory) -> WorkerFactory:
-    factory = WorkerFactory(redis_url, unique_queue(), tmp_path_factory.mktemp("worker"))
-    factory.start()
-    factory.wait_registered(1)
-    yield factory
-    factory.stop_all()
-
-
-@pytest.fixture
-def jobs(worker: WorkerFactory) -> JobQueue:
-    from configs.settings import load_settings
-
-    return JobQueue.connect(load_settings().queue, worker.redis_url, worker.queue)
 
 
 def _queue_flags(worker: WorkerFactory) -> list[str]:

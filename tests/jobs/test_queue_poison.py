@@ -15,31 +15,13 @@ from rq import Callback, Queue
 from rq.serializers import JSONSerializer
 
 from jobs.dead_letter import find_dead_letter
-from jobs.queue import JOB_FUNCTION, JobQueue
+from jobs.queue import JOB_FUNCTION
 from tests.jobs.conftest import (
     ONE_FRAME_PROMPTS,
-    WorkerFactory,
     spec_dict,
     streamseg,
-    unique_queue,
     wait_for,
 )
-
-
-@pytest.fixture(scope="module")
-def worker(redis_url: str, tmp_path_factory) -> WorkerFactory:
-    factory = WorkerFactory(redis_url, unique_queue(), tmp_path_factory.mktemp("worker"))
-    factory.start()
-    factory.wait_registered(1)
-    yield factory
-    factory.stop_all()
-
-
-@pytest.fixture
-def jobs(worker: WorkerFactory) -> JobQueue:
-    from configs.settings import load_settings
-
-    return JobQueue.connect(load_settings().queue, worker.redis_url, worker.queue)
 
 
 def _one_frame(bear_clip, out, checkpoint, **extra) -> dict:

@@ -12,12 +12,9 @@ from __future__ import annotations
 import os
 import signal
 
-from redis import Redis
-from rq import Worker
-
 from configs.settings import load_settings
 from jobs.queue import JobQueue
-from tests.jobs.conftest import spec_dict, streamseg, wait_for
+from tests.jobs.conftest import spec_dict, streamseg, wait_for, worker_pid
 from worker.runtimes.queue.job_checkpoint import CHECKPOINT_DIR
 
 RESTARTS = 6
@@ -72,11 +69,6 @@ def test_six_warm_shutdowns_during_one_job_spend_no_retry(
     )
 
 
-def _pid_of(redis_url: str, name: str) -> int:
-    with Redis.from_url(redis_url) as redis:
-        return Worker.find_by_key(f"rq:worker:{name}", connection=redis).pid
-
-
 def test_supervisor_restarts_a_killed_child_and_the_job_resumes(
     workers, bear_clip, sam2_checkpoint, reference_run, tmp_path
 ):
@@ -91,7 +83,7 @@ def test_supervisor_restarts_a_killed_child_and_the_job_resumes(
     wait_for(lambda: jobs.get(job.id).meta.progress.checkpoint, 300, "a checkpoint")
     victim = jobs.get(job.id).worker
     assert victim in children
-    os.kill(_pid_of(workers.redis_url, victim), signal.SIGKILL)
+    os.kill(worker_pid(workers.redis_url, victim), signal.SIGKILL)
 
     slot = victim.split(".")[-2]
     wait_for(lambda: f"{supervisor.name}.{slot}.2" in workers.registered(), 180, "a restart")
@@ -104,7 +96,7 @@ def test_supervisor_restarts_a_killed_child_and_the_job_resumes(
 
     alive = workers.registered()
     assert victim not in alive  # the supervisor removed the dead child's registration
-    pids = [_pid_of(workers.redis_url, name) for name in alive]
+    pids = [worker_pid(workers.redis_url, name) for name in alive]
     supervisor.process.send_signal(signal.SIGTERM)
     assert supervisor.process.wait(timeout=120) == 0, supervisor.log()[-4000:]
     assert not workers.registered() & alive  # each child said goodbye to Redis
