@@ -37,6 +37,7 @@ from PIL import Image  # noqa: E402
 from jobs.metrics import EvalReport, evaluate_sequence, region_similarity  # noqa: E402
 from jobs.prompts import Prompt  # noqa: E402
 from worker.engines.lite.tracker import LiteTracker  # noqa: E402
+from worker.engines.precision import autocast_dtype  # noqa: E402
 
 SEQUENCES = (
     "bear boat breakdance-flare car-turn dog-agility kite-walk mallard-water rollerblade "
@@ -56,20 +57,27 @@ def load_sequence(data: Path, name: str) -> tuple[list[np.ndarray], list[np.ndar
     return rgbs, gts
 
 
-def track(rgbs: list[np.ndarray], first: np.ndarray) -> tuple[list[np.ndarray], float]:
+def new_tracker(precision: str = "auto") -> LiteTracker:
+    """A tracker with the defaults, its backbone in the dtype ``--precision`` resolves to."""
+    return LiteTracker(autocast=autocast_dtype(precision, torch.device("cpu")))
+
+
+def track(
+    rgbs: list[np.ndarray], first: np.ndarray, precision: str = "auto"
+) -> tuple[list[np.ndarray], float]:
     """Masks of every frame from the first-frame mask, and the tracking seconds."""
-    tracker = LiteTracker()
+    tracker = new_tracker(precision)
     tracker.add_prompt(Prompt(1, 0, mask=first))
     start = time.perf_counter()
     masks = [tracker.step(rgb).objects[1].mask for rgb in rgbs]
     return masks, time.perf_counter() - start
 
 
-def quality(data: Path, names: list[str]) -> tuple[EvalReport, dict[str, float]]:
+def quality(data: Path, names: list[str], precision: str) -> tuple[EvalReport, dict[str, float]]:
     scores, fps = [], {}
     for name in names:
         rgbs, gts = load_sequence(data, name)
-        masks, seconds = track(rgbs, gts[0])
+        masks, seconds = track(rgbs, gts[0], precision)
         scores.append(evaluate_sequence(({1: m} for m in masks), ({1: g} for g in gts), name))
         fps[name] = len(rgbs) / seconds
         seq = scores[-1]
@@ -77,13 +85,13 @@ def quality(data: Path, names: list[str]) -> tuple[EvalReport, dict[str, float]]
     return EvalReport(tuple(scores)), fps
 
 
-def speed(data: Path, runs: int, frames: int) -> dict[str, float]:
+def speed(data: Path, runs: int, frames: int, precision: str = "auto") -> dict[str, float]:
     """Steady-state fps for one object: median over runs of frames 1..N-1 of ``bear``."""
     rgbs, gts = load_sequence(data, "bear")
     rgbs = rgbs[:frames]
     walls, cpus = [], []
     for _ in range(runs):
-        tracker = LiteTracker()
+        tracker = new_tracker(precision)
         tracker.add_prompt(Prompt(1, 0, mask=gts[0]))
         tracker.step(rgbs[0])
         wall, cpu = time.perf_counter(), time.process_time()
@@ -100,27 +108,29 @@ def speed(data: Path, runs: int, frames: int) -> dict[str, float]:
     }
 
 
+# an earlier tree's ``speed`` may predate ``precision`` (it then runs as that version shipped)
 SPEED_CODE = """
-import json, sys
+import inspect, json, sys
 sys.path.insert(0, sys.argv[1])
 import torch
 torch.set_num_threads(int(sys.argv[4]))
 from pathlib import Path
 from tests.benchmarks.bench_lite import speed
-print(json.dumps(speed(Path(sys.argv[2]), 1, int(sys.argv[3]))))
+kw = {"precision": sys.argv[5]} if "precision" in inspect.signature(speed).parameters else {}
+print(json.dumps(speed(Path(sys.argv[2]), 1, int(sys.argv[3]), **kw)))
 """
 
 
 def speed_side_by_side(
-    data: Path, trees: dict[str, Path], runs: int, frames: int, threads: int
+    data: Path, trees: dict[str, tuple[Path, str]], runs: int, frames: int, threads: int
 ) -> dict[str, dict]:
-    """``speed`` of each source tree (e.g. this one and an exported earlier commit), one run
-    at a time in a fresh process, the trees interleaved run by run: -> label -> result."""
+    """``speed`` of each (source tree, precision) (e.g. this one and an exported earlier
+    commit), one run at a time in a fresh process, interleaved run by run: label -> result."""
     fps: dict[str, list[float]] = {label: [] for label in trees}
     cpu: dict[str, list[float]] = {label: [] for label in trees}
     for _ in range(runs):
-        for label, tree in trees.items():
-            args = [str(tree), str(data), str(frames), str(threads)]
+        for label, (tree, precision) in trees.items():
+            args = [str(tree), str(data), str(frames), str(threads), precision]
             out = subprocess.run(
                 [sys.executable, "-c", SPEED_CODE, *args],
                 check=True,
@@ -154,7 +164,7 @@ def prompt_ious(data: Path, names: list[str]) -> dict[str, tuple[float, float]]:
         y, x = np.unravel_index(int(inside.argmax()), inside.shape)
         ious = []
         for prompt in (Prompt(1, 0, box=box), Prompt(1, 0, points=((x, y),), labels=(1,))):
-            tracker = LiteTracker()
+            tracker = new_tracker()
             tracker.add_prompt(prompt)
             ious.append(region_similarity(tracker.step(rgb).objects[1].mask, gt))
         out[name] = (ious[0], ious[1])
@@ -223,6 +233,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--sequences", default=",".join(SEQUENCES))
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--precision", default="auto", help="auto, fp32 or bf16 (this tree)")
+    parser.add_argument(
+        "--also-precision",
+        action="append",
+        default=[],
+        help="also time this tree at this precision (auto, fp32, bf16), interleaved",
+    )
     parser.add_argument("--speed-runs", type=int, default=5)
     parser.add_argument("--speed-frames", type=int, default=40)
     parser.add_argument(
@@ -243,13 +260,17 @@ def main(argv: list[str] | None = None) -> int:
         sys.argv[1:] if argv is None else argv
     )
     load_before = os.getloadavg()[0]
-    report, seq_fps = quality(args.data, names) if "quality" not in skip else (None, {})
+    report, seq_fps = (
+        quality(args.data, names, args.precision) if "quality" not in skip else (None, {})
+    )
     result = None
     if "speed" not in skip:
-        trees = {"this version": ROOT}
+        trees = {"this version": (ROOT, args.precision)}
+        for precision in args.also_precision:
+            trees[f"this version, --precision {precision}"] = (ROOT, precision)
         for item in args.tree:
             label, _, path = item.partition("=")
-            trees[label] = Path(path)
+            trees[label] = (Path(path), args.precision)
         result = speed_side_by_side(
             args.data, trees, args.speed_runs, args.speed_frames, args.threads
         )

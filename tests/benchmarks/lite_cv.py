@@ -22,7 +22,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,27 +56,54 @@ class CachedTrunk:
         return f8.float(), f16.float()
 
 
-def cache_path(work: Path, name: str, short_side: int) -> Path:
-    return work / f"feat{short_side}" / f"{name}.pt"
+def cache_path(work: Path, name: str, short_side: int, precision: str = "fp32") -> Path:
+    suffix = "" if precision == "fp32" else f"-{precision}"
+    return work / f"feat{short_side}{suffix}" / f"{name}.pt"
 
 
 @torch.inference_mode()
-def cache(data: Path, work: Path, short_side: int) -> None:
+def cache(data: Path, work: Path, short_side: int, precision: str) -> None:
+    """Each sequence's backbone output, float16-rounded; ``precision`` ``bf16``: computed
+    under bf16 autocast, as ``LiteTracker`` runs the backbone with ``--precision bf16``."""
     trunk = cached_trunk()
+    bf16 = precision == "bf16"
     for name in SEQUENCES:
-        path = cache_path(work, name, short_side)
+        path = cache_path(work, name, short_side, precision)
         if path.exists():
             continue
         rgbs, _ = load_sequence(data, name)
         size = processing_size(*rgbs[0].shape[:2], short_side)
-        feats = [tuple(t.half() for t in trunk(to_input(rgb, size))) for rgb in rgbs]
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            feats = [tuple(t.half() for t in trunk(to_input(rgb, size))) for rgb in rgbs]
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(feats, path)
         print(f"cached {name} ({len(rgbs)} frames)", flush=True)
 
 
-def candidates() -> dict[str, dict[str, LiteParams]]:
+@dataclass(frozen=True)
+class Candidate:
+    """Settings to score, and the precision of the cached backbone features they read."""
+
+    params: LiteParams
+    precision: str = "fp32"
+
+
+def candidates() -> dict[str, dict[str, Candidate]]:
     """Step name -> candidate name -> settings, in the order the steps were built."""
+    steps = {step: {k: Candidate(p) for k, p in cands.items()} for step, cands in _v1().items()}
+    shipped = LiteParams(num_recent=2, readout=ReadoutParams(radius=9))
+    steps["bf16 backbone"] = {"recent2-radius9-bf16": Candidate(shipped, "bf16")}
+    steps["window, radius (bf16)"] = {
+        f"recent{n}-radius{r}-bf16": Candidate(
+            replace(shipped, num_recent=n, readout=replace(shipped.readout, radius=r)), "bf16"
+        )
+        for n, r in ((4, 9), (6, 9), (8, 9), (10, 9), (2, 12), (4, 12), (6, 12), (10, 12))
+    }
+    return steps
+
+
+def _v1() -> dict[str, dict[str, LiteParams]]:
+    """The steps of the first study (float32 backbone)."""
     # the settings before this study (2 recent frames, radius 6), the base of every candidate
     base = LiteParams(num_recent=2, readout=ReadoutParams(radius=6))
 
@@ -106,10 +133,11 @@ def candidates() -> dict[str, dict[str, LiteParams]]:
     return steps
 
 
-def score_one(params: LiteParams, data: Path, work: Path, name: str) -> float:
+def score_one(cand: Candidate, data: Path, work: Path, name: str) -> float:
     rgbs, gts = load_sequence(data, name)
-    feats = torch.load(cache_path(work, name, params.features.short_side), weights_only=True)
-    tracker = LiteTracker(params, CachedTrunk(feats))
+    path = cache_path(work, name, cand.params.features.short_side, cand.precision)
+    feats = torch.load(path, weights_only=True)
+    tracker = LiteTracker(cand.params, CachedTrunk(feats))
     tracker.add_prompt(Prompt(1, 0, mask=gts[0]))
     masks = [tracker.step(rgb).objects[1].mask for rgb in rgbs]
     seq = evaluate_sequence(({1: m} for m in masks), ({1: g} for g in gts), name)
@@ -120,7 +148,7 @@ def score_file(work: Path, label: str) -> Path:
     return work / "scores" / f"{label}.json"
 
 
-def load_scores(work: Path, label: str, params: LiteParams) -> dict[str, float] | None:
+def load_scores(work: Path, label: str, params: Candidate) -> dict[str, float] | None:
     """Per-sequence J&F of a fully scored candidate (else ``None``)."""
     path = score_file(work, label)
     if not path.exists():
@@ -206,11 +234,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=WORK)
     parser.add_argument("--short-side", type=int, default=320)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="cache")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     args.work.mkdir(parents=True, exist_ok=True)
     if args.action == "cache":
-        cache(args.data, args.work, args.short_side)
+        cache(args.data, args.work, args.short_side, args.precision)
     elif args.action == "score":
         steps = [s for s in args.step.split(",") if s] or list(candidates())
         score(steps, {c for c in args.only.split(",") if c}, args.data, args.work)

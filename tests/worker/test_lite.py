@@ -328,3 +328,34 @@ def test_engine_builds_lite_trackers() -> None:
     assert engine.name == "lite" and engine.model.device == "cpu"
     tracker = engine.make_tracker(None)
     assert isinstance(tracker, LiteTracker) and tracker.trunk is cached_trunk()
+
+
+@pytest.mark.parametrize(("precision", "expected"), [("fp32", None), ("bf16", torch.bfloat16)])
+def test_engine_follows_precision(precision: str, expected: torch.dtype | None) -> None:
+    from configs.settings import TrackerSettings
+    from worker.engines.registry import load_engine
+
+    engine = load_engine(TrackerSettings(model="lite", precision=precision))
+    assert engine.make_tracker(None).autocast == expected
+
+
+def test_engine_auto_precision_is_bf16_only_where_the_cpu_has_it() -> None:
+    from configs.settings import TrackerSettings
+    from worker.engines.precision import cpu_has_bf16_matmul
+    from worker.engines.registry import load_engine
+
+    tracker = load_engine(TrackerSettings(model="lite", precision="auto")).make_tracker(None)
+    assert tracker.autocast == (torch.bfloat16 if cpu_has_bf16_matmul() else None)
+
+
+def test_bf16_backbone_tracks_like_float32(dog: tuple[list, list]) -> None:
+    """The bf16 backbone (float32 after it) gives nearly the float32 masks on real frames."""
+    rgbs, gts = dog
+    masks = {}
+    for dtype in (None, torch.bfloat16):
+        tracker = LiteTracker(autocast=dtype)
+        tracker.add_prompt(Prompt(1, 0, mask=gts[0]))
+        masks[dtype] = [tracker.step(rgb).objects[1].mask for rgb in rgbs]
+    for a, b, gt in zip(masks[None][1:], masks[torch.bfloat16][1:], gts[1:], strict=True):
+        assert region_similarity(a, b) > 0.95
+        assert abs(region_similarity(a, gt) - region_similarity(b, gt)) < 0.03

@@ -42,6 +42,7 @@ from worker.engines.lite.motion import FlowField, MotionParams, gate, grey
 from worker.engines.lite.prompt_masks import box_mask, points_mask
 from worker.engines.lite.propagation import MemoryFrame, ReadoutParams, frame_keys, readout
 from worker.engines.lite.refine import GuidedFilter, RefineParams
+from worker.engines.precision import autocast_dtype
 
 SNAPSHOT_FORMAT = "streamseg-lite-1"
 MAX_LOGIT = 20.0
@@ -113,9 +114,18 @@ class LiteTracker:
     object's life; a later prompt adds another one.
     """
 
-    def __init__(self, params: LiteParams | None = None, trunk: LiteTrunk | None = None) -> None:
+    def __init__(
+        self,
+        params: LiteParams | None = None,
+        trunk: LiteTrunk | None = None,
+        autocast: torch.dtype | None = None,
+    ) -> None:
+        """``autocast``: the dtype the backbone runs in under ``torch.autocast`` (``None``:
+        float32; ``worker.engines.precision.autocast_dtype`` picks it from ``--precision``).
+        Everything after the backbone (descriptors, readout, decoding) stays float32."""
         self.params = params or LiteParams()
         self.trunk = trunk or cached_trunk()
+        self.autocast = autocast
         self.bank = MemoryBank(self.params.policy())
         self.frame_idx = 0
         self.frame_hw: tuple[int, int] | None = None
@@ -278,7 +288,10 @@ class LiteTracker:
         params = self.params.features
         size = processing_size(rgb.shape[0], rgb.shape[1], params.short_side)
         image = to_input(rgb, size)
-        f8, f16 = self.trunk(image)
+        dtype = self.autocast
+        with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
+            f8, f16 = self.trunk(image)
+        f8, f16 = f8.float(), f16.float()
         self._update_flow(image, (f8.shape[2], f8.shape[3]))
         desc = descriptors(f8, f16, params)
         if self.projection is None:
@@ -381,8 +394,10 @@ def load_lite_engine(settings: TrackerSettings) -> Engine:
     """The ``lite`` engine for ``worker.engines.registry``.
 
     ``settings.image_size``, when given, is the processing size of the frames' shorter side;
-    the device is always the CPU.
+    the device is always the CPU; ``settings.precision`` decides the backbone's dtype (``auto``:
+    bf16 on CPUs with bf16 matrix instructions, where it is faster; float32 elsewhere).
     """
+    dtype = autocast_dtype(settings.precision, torch.device("cpu"))
     image_size = settings.image_size
     params = LiteParams()
     if image_size:
@@ -390,7 +405,7 @@ def load_lite_engine(settings: TrackerSettings) -> Engine:
     trunk = cached_trunk()
 
     def make_tracker(info: VideoInfo) -> LiteTracker:
-        return LiteTracker(params, trunk)
+        return LiteTracker(params, trunk, dtype)
 
     model = ModelInfo(
         name="lite",
