@@ -1,11 +1,13 @@
 """The ``tracks.json`` document at the edge: read defensively and validated, field by field.
 
-Every reader of a ``tracks.json`` (``streamseg eval``, the annotation exports, the batch
-runner) goes through :func:`load_tracks_document`, so a damaged or hostile file gets one clear
-line (:class:`InputError`) and never a traceback, a hang or a silently wrong score:
+The one reader, :func:`jobs.tracks.read_tracks` (``streamseg eval``, the annotation exports,
+the batch runner, the demo), checks the file with :func:`load_tracks_document`, so a damaged or
+hostile file gets one clear line (:class:`InputError`) and never a traceback, a hang or a
+silently wrong score. The ``"video"`` block is written and read here too (:func:`video_block`,
+:func:`video_from_block`: :class:`jobs.media.VideoInfo` both ways). The checks:
 
-* only a regular file is read (not a folder, a FIFO or ``/dev/zero``), as UTF-8 JSON without
-  ``NaN``/``Infinity``; nesting deeper than Python's parser allows is refused;
+* only a regular file is read (``jobs.bounded_read``: not a folder, a FIFO or ``/dev/zero``),
+  as UTF-8 JSON without ``NaN``/``Infinity``; nesting deeper than Python's parser allows is refused;
 * JSON types exactly: ``"id": true`` is not object 1, ``"frame": "3"`` is not frame 3;
 * every RLE is the video's size (``[height, width]``), frames lie inside the video and come in
   increasing order per object, object ids are unique, scores are finite, and a frame is at
