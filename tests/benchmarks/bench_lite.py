@@ -34,10 +34,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from configs.settings import TrackerSettings  # noqa: E402
 from jobs.metrics import EvalReport, evaluate_sequence, region_similarity  # noqa: E402
 from jobs.prompts import Prompt  # noqa: E402
-from worker.engines.lite.tracker import LiteTracker  # noqa: E402
-from worker.engines.precision import autocast_dtype  # noqa: E402
+from worker.engines.lite.tracker import LiteTracker, load_lite_engine  # noqa: E402
 
 SEQUENCES = (
     "bear boat breakdance-flare car-turn dog-agility kite-walk mallard-water rollerblade "
@@ -58,8 +58,8 @@ def load_sequence(data: Path, name: str) -> tuple[list[np.ndarray], list[np.ndar
 
 
 def new_tracker(precision: str = "auto") -> LiteTracker:
-    """A tracker with the defaults, its backbone in the dtype ``--precision`` resolves to."""
-    return LiteTracker(autocast=autocast_dtype(precision, torch.device("cpu")))
+    """A tracker as ``--model lite --precision PRECISION`` builds it (the engine's defaults)."""
+    return load_lite_engine(TrackerSettings(model="lite", precision=precision)).make_tracker(None)
 
 
 def track(

@@ -42,7 +42,7 @@ from worker.engines.lite.motion import FlowField, MotionParams, gate, grey
 from worker.engines.lite.prompt_masks import box_mask, points_mask
 from worker.engines.lite.propagation import MemoryFrame, ReadoutParams, frame_keys, readout
 from worker.engines.lite.refine import GuidedFilter, RefineParams
-from worker.engines.precision import autocast_dtype
+from worker.engines.precision import AUTO, FP32, autocast_dtype
 
 SNAPSHOT_FORMAT = "streamseg-lite-1"
 MAX_LOGIT = 20.0
@@ -58,7 +58,7 @@ class LiteParams:
     refine: RefineParams = field(default_factory=RefineParams)
     motion: MotionParams = field(default_factory=MotionParams)
     head: HeadParams = field(default_factory=HeadParams)
-    num_recent: int = 2
+    num_recent: int = 8
 
     def policy(self) -> MemoryPolicy:
         """The bank's windows: the last ``num_recent`` frames, keys and masks together."""
@@ -394,10 +394,13 @@ def load_lite_engine(settings: TrackerSettings) -> Engine:
     """The ``lite`` engine for ``worker.engines.registry``.
 
     ``settings.image_size``, when given, is the processing size of the frames' shorter side;
-    the device is always the CPU; ``settings.precision`` decides the backbone's dtype (``auto``:
-    bf16 on CPUs with bf16 matrix instructions, where it is faster; float32 elsewhere).
+    the device is always the CPU. ``settings.precision``: ``bf16`` runs the backbone under bf16
+    autocast, ``fp32`` and ``auto`` in float32: on the 2-core AMX Xeon measured (BENCHMARKS.md)
+    the bf16 backbone was 1.8x faster alone but the whole step was not faster, so ``auto``
+    does not pick it for lite.
     """
-    dtype = autocast_dtype(settings.precision, torch.device("cpu"))
+    precision = FP32 if settings.precision == AUTO else settings.precision
+    dtype = autocast_dtype(precision, torch.device("cpu"))
     image_size = settings.image_size
     params = LiteParams()
     if image_size:
