@@ -139,8 +139,9 @@ class WorkerFactory:
         """Names of the workers registered on this factory's queue now."""
         return registered_workers(self.redis_url, self.queue)
 
-    def wait_registered(self, count: int, timeout: float = 60.0) -> None:
-        """Until ``count`` workers listen on the queue (they import torch first: seconds)."""
+    def wait_registered(self, count: int, timeout: float = 180.0) -> None:
+        """Until ``count`` workers listen on the queue (they import torch first: seconds, and
+        over a minute at a load of 15 on 2 cores)."""
         from redis import Redis
         from rq import Worker
 
