@@ -35,7 +35,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tests.worker.live_support import SlowTracker  # noqa: E402
+from tests.worker.runtimes.live.live_support import SlowTracker  # noqa: E402
 from worker.runtimes.live.capture import Capture  # noqa: E402
 from worker.runtimes.live.server import LiveServer  # noqa: E402
 from worker.runtimes.live.session import LiveSession  # noqa: E402

@@ -15,7 +15,12 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.worker.live_support import SlowTracker, http_request, wait_until, write_synthetic_clip
+from tests.worker.runtimes.live.live_support import (
+    SlowTracker,
+    http_request,
+    wait_until,
+    write_synthetic_clip,
+)
 from worker.runtimes.live.capture import Capture
 from worker.runtimes.live.controls import MAX_OBJECTS
 from worker.runtimes.live.server import MAX_BODY, LiveServer

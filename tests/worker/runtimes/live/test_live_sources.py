@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.worker.live_support import SlowTracker, write_synthetic_clip
+from tests.worker.runtimes.live.live_support import SlowTracker, write_synthetic_clip
 from worker.commands import live as live_command
 from worker.runtimes.live.capture import Capture
 from worker.runtimes.live.session import LiveSession, Status

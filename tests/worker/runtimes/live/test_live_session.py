@@ -16,7 +16,7 @@ import pytest
 from jobs.media import ModelInfo
 from jobs.overlay import object_color
 from jobs.tracks import read_tracks
-from tests.worker.live_support import SlowTracker, wait_until
+from tests.worker.runtimes.live.live_support import SlowTracker, wait_until
 from worker.runtimes.live.capture import Capture
 from worker.runtimes.live.controls import PromptCommand, anchored
 from worker.runtimes.live.recorder import Recorder

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from tests.worker.live_support import SlowTracker, chromium_driver, wait_until
+from tests.worker.runtimes.live.live_support import SlowTracker, chromium_driver, wait_until
 from worker.runtimes.live.capture import Capture
 from worker.runtimes.live.server import LiveServer
 from worker.runtimes.live.session import LiveSession

@@ -14,7 +14,7 @@ from jobs.media import ModelInfo
 from jobs.redis_keys import LIVE_QUEUE, live_session_keys
 from jobs.tracks import read_tracks
 from tests.conftest import TEST_IMAGE_SIZE, TEST_MODEL
-from tests.worker.live_support import (
+from tests.worker.runtimes.live.live_support import (
     SlowTracker,
     redis_server,
     torch_threads,
@@ -131,7 +131,7 @@ def test_tracker_side_stops_when_the_capture_side_goes_away(redis_url: str) -> N
 
 def test_unreachable_redis_is_a_one_line_error() -> None:
     from configs.errors import TransientError
-    from tests.worker.live_support import free_port
+    from tests.worker.runtimes.live.live_support import free_port
 
     with pytest.raises(TransientError, match=r"cannot reach Redis at redis://127\.0\.0\.1:"):
         wire.connect(f"redis://127.0.0.1:{free_port()}/0")

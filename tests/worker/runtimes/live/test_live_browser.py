@@ -15,7 +15,7 @@ import pytest
 
 from jobs.overlay import object_color
 from jobs.prompts import Prompt
-from tests.worker.live_support import (
+from tests.worker.runtimes.live.live_support import (
     chromium_driver,
     torch_threads,
     wait_until,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from jobs.prompts import Prompt
-from tests.worker.live_support import SlowTracker
+from tests.worker.runtimes.live.live_support import SlowTracker
 from worker.runtimes.live.capture import CapturedFrame
 from worker.runtimes.live.controls import PromptCommand, RemoveCommand
 from worker.runtimes.live.sources import synthetic_disc, synthetic_frame

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.conftest import PROJECT_ROOT
-from tests.worker.live_support import free_port, http_request
+from tests.worker.runtimes.live.live_support import free_port, http_request
 
 LINE_PREFIX = "streamseg live: "
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from jobs.overlay import object_color
-from tests.worker.live_support import chromium_driver, torch_threads, wait_until
+from tests.worker.runtimes.live.live_support import chromium_driver, torch_threads, wait_until
 from worker.runtimes.live.browser_camera import BrowserCameraSource
 from worker.runtimes.live.capture import Capture
 from worker.runtimes.live.server import LiveServer

@@ -22,7 +22,7 @@ import pytest
 
 from jobs.tracks import read_tracks
 from tests.conftest import PROJECT_ROOT, TEST_IMAGE_SIZE, TEST_MODEL
-from tests.worker.live_support import (
+from tests.worker.runtimes.live.live_support import (
     SlowTracker,
     free_port,
     redis_server,
