@@ -99,6 +99,8 @@ def candidates() -> dict[str, dict[str, Candidate]]:
         )
         for n, r in ((4, 9), (6, 9), (8, 9), (10, 9), (2, 12), (4, 12), (6, 12), (10, 12))
     }
+    # the shipped settings (the ``LiteParams`` defaults) on float32 features, as they run
+    steps["shipped, float32 backbone"] = {"recent6-radius9": Candidate(LiteParams())}
     return steps
 
 

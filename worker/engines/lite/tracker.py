@@ -58,7 +58,7 @@ class LiteParams:
     refine: RefineParams = field(default_factory=RefineParams)
     motion: MotionParams = field(default_factory=MotionParams)
     head: HeadParams = field(default_factory=HeadParams)
-    num_recent: int = 8
+    num_recent: int = 6
 
     def policy(self) -> MemoryPolicy:
         """The bank's windows: the last ``num_recent`` frames, keys and masks together."""
