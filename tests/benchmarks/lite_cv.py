@@ -1,6 +1,7 @@
 """Leave-one-sequence-out cross-validation of ``--model lite`` settings on DAVIS-2016 train.
 
     python tests/benchmarks/lite_cv.py cache              # backbone features, once, to /tmp
+    python tests/benchmarks/lite_cv.py cache --precision bf16   # the same under bf16 autocast
     python tests/benchmarks/lite_cv.py score --step recent # J&F of each candidate, each sequence
     python tests/benchmarks/lite_cv.py report             # train and CV J&F of every step
 
@@ -91,6 +92,7 @@ class Candidate:
 def candidates() -> dict[str, dict[str, Candidate]]:
     """Step name -> candidate name -> settings, in the order the steps were built."""
     steps = {step: {k: Candidate(p) for k, p in cands.items()} for step, cands in _v1().items()}
+    # the defaults before issue 14 (2 recent frames, radius 9), the base of its candidates
     shipped = LiteParams(num_recent=2, readout=ReadoutParams(radius=9))
     steps["bf16 backbone"] = {"recent2-radius9-bf16": Candidate(shipped, "bf16")}
     steps["window, radius (bf16)"] = {
