@@ -1,30 +1,14 @@
 """What the memory bank stores for one object on one frame with the ``lite`` encoder.
 
-``ObjectMemory`` only needs an entry's ``frame_idx``, ``maskmem_features`` (``None`` once the
-frame has left the feature window), ``without_features()`` and ``nbytes()``: ``BankEntry`` is
-that contract, met by SAM 2's ``MemoryEntry`` and by ``LiteMemoryEntry`` below, so both encoders
-share ``memory.bank`` and its ``MemoryPolicy`` windows unchanged.
+``LiteMemoryEntry`` meets ``memory.entries.BankEntry``, as SAM 2's ``MemoryEntry`` does, so both
+engines share ``memory.bank`` (windows, ``store``) and ``memory.snapshot``'s format unchanged.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
 
 import torch
-
-
-class BankEntry(Protocol):
-    """The part of an entry that ``memory.bank.ObjectMemory`` relies on."""
-
-    frame_idx: int
-
-    @property
-    def maskmem_features(self) -> Any | None: ...
-
-    def without_features(self) -> BankEntry: ...
-
-    def nbytes(self) -> int: ...
 
 
 @dataclass(frozen=True, eq=False)
@@ -67,6 +51,11 @@ class LiteMemoryEntry:
 
     def without_features(self) -> LiteMemoryEntry:
         return replace(self, keys=None, soft_mask=None)
+
+    def to_storage(self, dtype: torch.dtype, device: torch.device | None) -> LiteMemoryEntry:
+        """As it is: keys are shared float16 ``raw`` plus float32 patches the readout needs,
+        and lite runs on the CPU only."""
+        return self
 
     def nbytes(self) -> int:
         """Bytes of the soft mask and of the (possibly shared) keys."""

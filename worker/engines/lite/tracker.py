@@ -11,7 +11,6 @@ colour guided filter (``refine``) and objects compete for each pixel. Memory liv
 
 from __future__ import annotations
 
-import io
 from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -27,6 +26,7 @@ from jobs.prompts import PendingPrompts, Prompt, validate_prompts
 from memory.bank import MemoryBank
 from memory.lite_entries import FrameKeys, LiteMemoryEntry, unique_nbytes
 from memory.policy import MemoryPolicy
+from memory.snapshot import load_objects, read_snapshot, snapshot_bytes
 from worker.engines.contract import Engine, FrameResult, ObjectResult
 from worker.engines.lite.adapt import HeadParams, fit_head, head_gate
 from worker.engines.lite.efficientnet_lite0 import load_efficientnet_lite0
@@ -44,7 +44,7 @@ from worker.engines.lite.propagation import MemoryFrame, ReadoutParams, frame_ke
 from worker.engines.lite.refine import GuidedFilter, RefineParams
 from worker.engines.precision import AUTO, FP32, autocast_dtype
 
-SNAPSHOT_FORMAT = "streamseg-lite-1"
+SNAPSHOT_ENGINE = "streamseg-lite-1"  # the engine tag in a memory.snapshot's extra values
 MAX_LOGIT = 20.0
 
 
@@ -81,19 +81,23 @@ def _logit(p: torch.Tensor) -> torch.Tensor:
 _EMPTY = torch.empty(0)
 
 
-def _entry_state(entry: LiteMemoryEntry, keys: dict[int, torch.Tensor]) -> list:
-    """[frame, soft mask or empty, score]; the frame's raw keys go into ``keys``."""
-    if entry.keys is not None:
-        keys[entry.frame_idx] = entry.keys.raw
-    soft = _EMPTY if entry.soft_mask is None else entry.soft_mask
-    return [entry.frame_idx, soft, float(entry.score)]
+@dataclass(frozen=True)
+class _LiteEntryCodec:
+    """``memory.snapshot``'s codec for lite entries: [frame, soft mask or empty, score]. A
+    frame's keys are shared by its objects, so they are saved once beside the objects (the
+    snapshot's ``extra``) and, on loading, looked up in ``keys``."""
 
+    keys: dict[int, FrameKeys] = field(default_factory=dict)
 
-def _entry_from_state(item: list, keys: dict[int, FrameKeys]) -> LiteMemoryEntry:
-    frame_idx, soft, score = int(item[0]), item[1], float(item[2])
-    if soft.numel() == 0:
-        return LiteMemoryEntry(frame_idx, None, None, score)
-    return LiteMemoryEntry(frame_idx, keys[frame_idx], soft, score)
+    def to_state(self, entry: LiteMemoryEntry) -> list:
+        soft = _EMPTY if entry.soft_mask is None else entry.soft_mask
+        return [entry.frame_idx, soft, float(entry.score)]
+
+    def from_state(self, item: list) -> LiteMemoryEntry:
+        frame_idx, soft, score = int(item[0]), item[1], float(item[2])
+        if soft.numel() == 0:
+            return LiteMemoryEntry(frame_idx, None, None, score)
+        return LiteMemoryEntry(frame_idx, self.keys[frame_idx], soft, score)
 
 
 def _projection_state(projection: Projection | None) -> list[torch.Tensor]:
@@ -160,70 +164,46 @@ class LiteTracker:
         return unique_nbytes(entries)
 
     # ----- crash-resume --------------------------------------------------------------------
-    def state_dict(self) -> dict:
-        """The tracker before its next frame: tensors, numbers, strings and lists only.
+    def snapshot(self) -> bytes:
+        """The tracker before its next frame, in ``memory.snapshot``'s format (safe to load).
 
         Each memory frame's keys are saved once (float16 ``raw``) however many objects
         remember it; pending prompts are not saved (as SAM 2's ``snapshot``).
         """
-        keys: dict[int, torch.Tensor] = {}
-        objects = []
-        for obj_id, memory in self.bank.objects.items():
-            lists = []
-            for entries in (memory.conditioning.values(), memory.recent.values()):
-                lists.append([_entry_state(e, keys) for e in entries])
-            objects.append([obj_id, *lists])
-        return {
-            "format": SNAPSHOT_FORMAT,
+        raw_keys = {
+            entry.frame_idx: entry.keys.raw
+            for memory in self.bank.objects.values()
+            for entry in (*memory.conditioning.values(), *memory.recent.values())
+            if entry.keys is not None
+        }
+        extra = {
+            "engine": SNAPSHOT_ENGINE,
             "params": repr(self.params),
-            "frame_idx": self.frame_idx,
             "frame_hw": list(self.frame_hw or ()),
             "projection": _projection_state(self.projection),
-            "keys": [[f, raw] for f, raw in sorted(keys.items())],
-            "objects": objects,
+            "keys": [[f, raw] for f, raw in sorted(raw_keys.items())],
             "grey": [] if self._grey is None else [self._grey[0], torch.from_numpy(self._grey[1])],
             "heads": [[obj_id, w.clone()] for obj_id, w in sorted(self._heads.items())],
         }
-
-    def load_state_dict(self, state: dict) -> None:
-        """Continue from ``state_dict()``; prompts for later frames must be added again."""
-        if state.get("format") != SNAPSHOT_FORMAT:
-            raise InputError(f"not a lite tracker state (format {state.get('format')!r})")
-        if state["params"] != repr(self.params):
-            raise InputError("the saved lite state was made with other lite settings")
-        keys = {int(f): frame_keys(raw, self.params.readout) for f, raw in state["keys"]}
-        self.bank.objects.clear()
-        for obj_id, conditioning, recent in state["objects"]:
-            memory = self.bank.object(int(obj_id))
-            for item in conditioning:
-                entry = _entry_from_state(item, keys)
-                memory.conditioning[entry.frame_idx] = entry
-            for item in recent:
-                entry = _entry_from_state(item, keys)
-                memory.recent[entry.frame_idx] = entry
-        self.frame_idx = int(state["frame_idx"])
-        self.frame_hw = tuple(int(v) for v in state["frame_hw"]) or None
-        self.projection = Projection(*state["projection"]) if state["projection"] else None
-        grey_state = state.get("grey") or []
-        self._grey = (int(grey_state[0]), grey_state[1].numpy().copy()) if grey_state else None
-        self._heads = {int(o): w for o, w in state.get("heads", [])}
-        self._pending.clear()
-
-    def snapshot(self) -> bytes:
-        """``state_dict()`` as bytes, loadable with ``torch.load(weights_only=True)``."""
-        buffer = io.BytesIO()
-        torch.save(self.state_dict(), buffer)
-        return buffer.getvalue()
+        return snapshot_bytes(self.bank, self.frame_idx, _LiteEntryCodec(), extra)
 
     def restore(self, data: bytes) -> None:
-        """Continue from ``snapshot()``."""
-        try:
-            state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-        except Exception as error:  # noqa: BLE001 - any unreadable snapshot is one input error
-            raise InputError(f"cannot read the lite tracker snapshot: {error}") from None
-        if not isinstance(state, dict):
+        """Continue from ``snapshot()``; prompts for later frames must be added again."""
+        saved = read_snapshot(data)
+        extra = saved.extra
+        if extra.get("engine") != SNAPSHOT_ENGINE:
             raise InputError("not a lite tracker snapshot")
-        self.load_state_dict(state)
+        if extra["params"] != repr(self.params):
+            raise InputError("the saved lite state was made with other lite settings")
+        keys = {int(f): frame_keys(raw, self.params.readout) for f, raw in extra["keys"]}
+        load_objects(self.bank, saved.objects, _LiteEntryCodec(keys=keys))
+        self.frame_idx = saved.frame_idx
+        self.frame_hw = tuple(int(v) for v in extra["frame_hw"]) or None
+        self.projection = Projection(*extra["projection"]) if extra["projection"] else None
+        grey = extra["grey"]
+        self._grey = (int(grey[0]), grey[1].numpy().copy()) if grey else None
+        self._heads = {int(o): w for o, w in extra["heads"]}
+        self._pending.clear()
 
     # ----- frames --------------------------------------------------------------------------
     def step(self, rgb: np.ndarray) -> FrameResult:
@@ -259,10 +239,7 @@ class LiteTracker:
             if not masks[obj_id].any():
                 score = min(score, -1.0)
             entry = LiteMemoryEntry(t, keys, soft, score)
-            if obj_id in given:
-                self.bank.object(obj_id).add_conditioning(entry)
-            else:
-                self.bank.object(obj_id).add_recent(entry)
+            self.bank.store(obj_id, entry, conditioning=obj_id in given)
             logits = _logit(soft)[None, None].float()
             results[obj_id] = ObjectResult(obj_id, logits, masks[obj_id], score)
         self.frame_idx += 1

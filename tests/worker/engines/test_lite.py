@@ -13,6 +13,9 @@ from PIL import Image
 from configs.errors import InputError
 from jobs.metrics import region_similarity
 from jobs.prompts import Prompt
+from memory.bank import MemoryBank
+from memory.policy import MemoryPolicy
+from memory.snapshot import bank_to_bytes
 from worker.engines.lite.adapt import HeadParams, fit_head, head_gate
 from worker.engines.lite.efficientnet_lite0 import (
     MEAN,
@@ -215,6 +218,9 @@ def test_snapshot_resumes_exactly(dog: tuple[list, list], params: LiteParams) ->
         LiteTracker(LiteParams(num_recent=params.num_recent + 1)).restore(tracker.snapshot())
     with pytest.raises(InputError):
         LiteTracker().restore(b"not a snapshot")
+    sam2_bank = MemoryBank(MemoryPolicy(num_recent_features=6, num_recent_pointers=16))
+    with pytest.raises(InputError, match="not a lite tracker snapshot"):  # same format, SAM 2's
+        LiteTracker().restore(bank_to_bytes(sam2_bank, 3))
 
 
 # ----- readout, motion prior, first-frame head ---------------------------------------------------
