@@ -13,8 +13,8 @@ from configs.models import get_model_spec
 from jobs.media import ModelInfo
 from jobs.tracks import read_tracks
 from tests.conftest import TEST_IMAGE_SIZE, TEST_MODEL, frames_folder
+from tests.support.clips import write_clip
 from tests.support.random_checkpoint import make_random_checkpoint
-from tests.worker.test_video_source import write_clip
 from worker.cli import main
 from worker.video.source import open_video
 

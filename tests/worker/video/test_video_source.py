@@ -15,6 +15,7 @@ from PIL import Image
 
 from configs.errors import VideoDecodeError
 from jobs.media import Frame, VideoInfo
+from tests.support.clips import write_clip
 from worker.video.source import open_video, orientation_from_matrix
 
 # name, width, height, frames, fps (02_cups and test-sample2 also carry an aac stream)
@@ -25,30 +26,6 @@ SHARED_CLIPS = [
     ("test-sample2.mp4", 568, 320, 149, 3725 / 126),
     ("bikes.mp4", 640, 272, 250, 25.0),
 ]
-
-
-def write_clip(
-    path: Path,
-    frames: list[np.ndarray],
-    *,
-    codec: str = "libx264",
-    pix_fmt: str = "yuv420p",
-    rate: int = 10,
-    rotation: int | None = None,
-    hflip: bool = False,
-) -> None:
-    """Encode (H, W, 3) uint8 RGB frames with PyAV; ``rotation`` sets a display matrix."""
-    height, width = frames[0].shape[:2]
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream(codec, rate=rate)
-        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
-        if rotation is not None:
-            stream.set_display_rotation(rotation, hflip=hflip)
-        for index, rgb in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            frame.pts = index
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode())
 
 
 def marker_frame(height: int = 32, width: int = 64) -> np.ndarray:
@@ -165,7 +142,7 @@ def test_davis_annotation_folder_mixes_l_and_la_modes(davis_root: Path) -> None:
     ("1", ".png"), ("RGB", ".jpg"), ("L", ".jpeg"), ("CMYK", ".jpg"),
 ])  # fmt: skip
 def test_any_image_mode_becomes_rgb(tmp_path: Path, mode: str, suffix: str) -> None:
-    """8-bit modes as Pillow converts them (16-bit ones: tests/worker/test_video_edge_cases)."""
+    """8-bit modes as Pillow converts them (16-bit ones: test_video_edge_cases)."""
     source = Image.fromarray(np.random.default_rng(0).integers(0, 255, (9, 13, 3), np.uint8))
     path = tmp_path / f"00000{suffix}"
     source.convert(mode).save(path)

@@ -22,7 +22,7 @@ from tests.conftest import TEST_MODEL, frames_folder
 from worker.engines.sam2video.model import load_model
 from worker.engines.sam2video.tracker import StreamingTracker
 
-BENCH_GPU = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_gpu.py"
+BENCH_GPU = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_gpu.py"
 
 
 def test_gpu_benchmark_dry_run_on_cpu(tmp_path):

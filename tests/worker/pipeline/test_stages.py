@@ -12,7 +12,7 @@ from PIL import Image
 from jobs.media import ModelInfo
 from jobs.prompts import Prompt
 from jobs.tracks import read_tracks
-from tests.worker.test_video_source import write_clip
+from tests.support.clips import write_clip
 from worker.engines.sam2video.tracker import StreamingTracker
 from worker.pipeline.segment import Cancelled, SegmentRequest, segment_video
 from worker.pipeline.stages import OrderedWriter, prefetched
