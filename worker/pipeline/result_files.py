@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import numpy as np
@@ -19,18 +19,7 @@ if TYPE_CHECKING:
     from jobs.media import Frame
     from jobs.overlay import OverlayWriter
     from jobs.tracks import TracksWriter
-
-
-class MaskedObject(Protocol):
-    """One object on one frame: ``mask`` (H, W) bool at source resolution, ``score`` its
-    object-score logit, ``visible`` whether it is present (engine results, live masks)."""
-
-    obj_id: int
-    mask: np.ndarray
-    score: float
-
-    @property
-    def visible(self) -> bool: ...
+    from worker.engines.contract import ObjectResult
 
 
 class ResultFiles:
@@ -41,7 +30,7 @@ class ResultFiles:
         self.overlay = overlay
         self.seen_objects: set[int] = set()
 
-    def write(self, frame: Frame, objects: Iterable[MaskedObject]) -> None:
+    def write(self, frame: Frame, objects: Iterable[ObjectResult]) -> None:
         """Record ``frame.index``'s objects and encode the frame with the visible ones drawn
         (an invisible object is recorded with an empty mask)."""
         objects = list(objects)

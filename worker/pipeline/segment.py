@@ -142,9 +142,8 @@ def segment_video(
         info = video.info
         _check_against_video(request, info)
         tracker = _start_tracker(make_tracker, info, resume)
-        meta = info  # the tracks.json video block is written from the source's VideoInfo
         with _no_debris_on_failure(out_dir), write_errors(out_dir), ExitStack() as stack:
-            writers = _open_writers(stack, request, out_dir, info, meta, model, resume)
+            writers = _open_writers(stack, request, out_dir, info, model, resume)
             start = resume.frame if resume is not None else 0
             count, seconds = _run_frames(video, tracker, request, writers, hooks, start)
             object_ids = writers.finish(count)
@@ -365,31 +364,31 @@ class _Writers:
 
 
 def _open_writers(
-    stack: ExitStack, request, out_dir, info, meta, model, resume: ResumeFrom | None
+    stack: ExitStack, request, out_dir, info: VideoInfo, model, resume: ResumeFrom | None
 ) -> _Writers:
     """The requested writers, registered on ``stack`` so that an error leaves no file."""
     tracks = overlay = replay = None
     path = out_dir / TRACKS_FILE
     if resume is not None:
         try:
-            tracks = TracksWriter.resume(path, meta, model, resume.frame)
+            tracks = TracksWriter.resume(path, info, model, resume.frame)
         except (FileNotFoundError, ValueError) as error:
             raise ResumeFailed(f"cannot resume the tracks: {error}") from None
         stack.enter_context(tracks)
-        replay = stack.enter_context(closing(_spooled_frames(spool_path_for(path), meta)))
+        replay = stack.enter_context(closing(_spooled_frames(spool_path_for(path), info)))
     elif request.write_tracks:
         with write_errors(out_dir):
-            tracks = stack.enter_context(TracksWriter(path, meta, model))
+            tracks = stack.enter_context(TracksWriter(path, info, model))
     if request.write_overlay:
         with write_errors(out_dir):
             overlay = stack.enter_context(OverlayWriter(out_dir / OVERLAY_FILE, info))
     return _Writers(out_dir, ResultFiles(tracks, overlay), replay)
 
 
-def _spooled_frames(spool: Path, meta: VideoInfo) -> Iterator[tuple[int, dict]]:
+def _spooled_frames(spool: Path, info: VideoInfo) -> Iterator[tuple[int, dict]]:
     """(frame, {object id: tracks.json entry}) for each frame in a spool, in order."""
     frame, entries = None, {}
-    for line in read_spool(spool, meta):  # the spool's own reader (jobs.tracks)
+    for line in read_spool(spool, info):  # the spool's own reader (jobs.tracks)
         if line.frame != frame and entries:
             yield frame, entries
             entries = {}
