@@ -23,6 +23,7 @@ import pytest
 
 from tests.conftest import PROJECT_ROOT, TEST_IMAGE_SIZE, TEST_MODEL, frames_folder
 from tests.redis_support import REDIS_SERVER, free_port, redis_server  # noqa: F401
+from tests.support.waiting import wait_for  # also imported from here by the queue tests
 
 if TYPE_CHECKING:
     from jobs.queue import JobQueue
@@ -253,16 +254,6 @@ def streamseg(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
         [sys.executable, "-m", "worker.cli", *args], cwd=PROJECT_ROOT, capture_output=True,
         text=True, timeout=timeout,
     )  # fmt: skip
-
-
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError(f"timed out waiting for {what}")
 
 
 @dataclass

@@ -16,39 +16,15 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from tests.conftest import PROJECT_ROOT, frames_folder
 from tests.jobs.conftest import WorkerFactory, wait_for
-from worker.cli import main
+from tests.support.cli import box_mask_png, row, run_cli
 from worker.runtimes.batch.manifest import OutputRequest, complete_manifest
 
 CLIP = 3  # frames per DAVIS clip
 LITE_ARGS = ["--model", "lite", "--image-size", "240"]
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str, str]:
-    code = main([str(arg) for arg in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def row(out: str, name: str) -> list[str]:
-    """The summary row of video ``name`` split into its columns (detail last, whole)."""
-    for line in out.splitlines():
-        if line.split(" ", 1)[0] == name:
-            return line.split(None, 6)
-    raise AssertionError(f"no summary row for {name!r} in:\n{out}")
-
-
-def box_mask_png(path: Path, width: int, height: int) -> Path:
-    mask = np.zeros((height, width), dtype=np.uint8)
-    mask[height // 4 : height // 2, width // 4 : width // 2] = 255
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(mask).save(path)
-    return path
 
 
 def queue_argv(workers: WorkerFactory, root: Path, *extra: str) -> list[object]:

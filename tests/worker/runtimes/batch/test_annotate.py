@@ -27,7 +27,7 @@ from configs.errors import InputError
 from jobs.mask_io import read_mask_png
 from jobs.tracks import read_tracks
 from tests.conftest import TEST_IMAGE_SIZE, TEST_MODEL, frames_folder
-from worker.cli import main
+from tests.support.cli import box_mask_png, row, run_cli
 from worker.runtimes.batch.exports import ExportKind, parse_exports
 from worker.runtimes.batch.inputs import discover_inputs
 from worker.runtimes.batch.manifest import MANIFEST_FILE, OutputRequest, complete_manifest
@@ -55,20 +55,6 @@ def model_args(checkpoint: Path) -> list[str]:
     ]  # fmt: skip
 
 
-def run_cli(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str, str]:
-    code = main([str(arg) for arg in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def row(out: str, name: str) -> list[str]:
-    """The summary row of video ``name`` split into its columns (detail last, whole)."""
-    for line in out.splitlines():
-        if line.split(" ", 1)[0] == name:
-            return line.split(None, 6)
-    raise AssertionError(f"no summary row for {name!r} in:\n{out}")
-
-
 def truncated_video(videos_dir: Path, folder: Path) -> Path:
     """test-sample2.mp4 (index first) cut inside packet 4: the frames of packets 0-3 that
     leave the decoder before it (1 to 4, by its reordering delay) decode, then it fails."""
@@ -78,14 +64,6 @@ def truncated_video(videos_dir: Path, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "cut.mp4"
     path.write_bytes(source.read_bytes()[: packets[4][0] + packets[4][1] // 2])
-    return path
-
-
-def box_mask_png(path: Path, width: int, height: int) -> Path:
-    mask = np.zeros((height, width), dtype=np.uint8)
-    mask[height // 4 : height // 2, width // 4 : width // 2] = 255
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(mask).save(path)
     return path
 
 

@@ -14,6 +14,7 @@ import numpy as np
 from configs.errors import InputError
 from jobs.prompts import Prompt
 from tests.redis_support import free_port, redis_server  # noqa: F401 (re-exported)
+from tests.support.waiting import wait_until  # noqa: F401 (the live tests import it from here)
 from worker.engines.contract import FrameResult, ObjectResult
 from worker.runtimes.live.sources import Disc, synthetic_frame
 
@@ -164,14 +165,3 @@ def http_request(
         return response.status, reply, response.read()
     finally:
         connection.close()
-
-
-def wait_until(predicate, timeout: float, interval: float = 0.05):
-    """Poll ``predicate`` until it returns something truthy; that value, or None on timeout."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    return None
