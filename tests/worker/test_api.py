@@ -45,7 +45,10 @@ def test_sam2_matches_the_official_predictor(
     assert [f.frame_idx for f in frames] == list(range(FRAMES))
     assert segmenter.model.name == TEST_MODEL and segmenter.model.device == "cpu"
     ious = [_iou(frame.masks()[1], ref) for frame, ref in zip(frames, reference, strict=True)]
-    assert min(ious) == 1.0
+    # The exact (bit-for-bit) promise is the tracker parity tests', which feed both sides the
+    # official predictor's own preprocessed frames. Here each side decodes and resizes the
+    # JPEGs itself; on an AVX-512 EPYC one mask pixel in ~10^5 differed (IoU 0.999994).
+    assert min(ious) >= 0.9999
 
 
 def test_lite_from_a_path_and_from_arrays(davis_root, tmp_path) -> None:
