@@ -43,3 +43,9 @@ def cuda_has_bf16_matmul(device: torch.device) -> bool:
             return bool(torch.cuda.is_bf16_supported(including_emulation=False))
     except TypeError:  # older torch without ``including_emulation``
         return torch.cuda.get_device_capability(device)[0] >= 8
+
+
+def bf16_on_cpu(dtype: torch.dtype | None, device: torch.device) -> bool:
+    """Whether a model runs in bf16 on a CPU: its Linear/Conv weights are then stored in bf16
+    and its attention runs as bf16 matrix multiplies (``worker.engines.sam2video``)."""
+    return dtype == torch.bfloat16 and device.type == "cpu"

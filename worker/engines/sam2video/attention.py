@@ -39,10 +39,9 @@ def matmul_attention(
     q3, k3, v3 = q.reshape(-1, length, dim), k.reshape(-1, keys, dim), v.reshape(-1, keys, out_dim)
     out = q3.new_empty(q3.shape[0], length, out_dim)
     rows = max(1, SCORE_BUDGET // keys)  # query rows per chunk, over (batch, query) pairs
-    per_batch = max(1, rows // length)
+    per_batch, step = max(1, rows // length), min(length, rows)
     for b in range(0, q3.shape[0], per_batch):
         batch = slice(b, b + per_batch)
-        step = min(length, rows)
         for i in range(0, length, step):
             queries = q3[batch, i : i + step]
             scores = torch.baddbmm(

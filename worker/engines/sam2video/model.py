@@ -17,6 +17,8 @@ import torch
 
 from configs.errors import ModelLoadError
 from configs.models import ModelSpec
+from worker.engines.precision import autocast_dtype as precision_dtype
+from worker.engines.precision import bf16_on_cpu
 from worker.engines.sam2video.attention import MatmulAttention
 
 log = logging.getLogger(__name__)
@@ -48,7 +50,7 @@ class LoadedModel:
         dtype = self.autocast_dtype or torch.float32
         with ExitStack() as stack:
             stack.enter_context(torch.autocast(self.device.type, dtype=dtype, enabled=enabled))
-            if self.autocast_dtype == torch.bfloat16 and self.device.type == "cpu":
+            if bf16_on_cpu(self.autocast_dtype, self.device):
                 stack.enter_context(MatmulAttention())
             yield
 
@@ -126,14 +128,12 @@ def load_model(
     compile the components ``SAM2VideoPredictorVOS`` compiles
     (``worker.engines.sam2video.compile``).
     """
-    from worker.engines.precision import autocast_dtype as precision_dtype
-
     resolved = resolve_device(device)
     dtype = precision_dtype(precision, resolved)
     model = build_sam2(spec, image_size, torch.device("cpu"))
     load_state(model, checkpoint, spec)
     model = model.to(resolved).eval()
-    if dtype == torch.bfloat16 and resolved.type == "cpu":
+    if bf16_on_cpu(dtype, resolved):
         store_matmul_weights(model, dtype)
     if compile_model:
         from worker.engines.sam2video.compile import compile_sam2
@@ -147,19 +147,18 @@ def load_model(
 MATMUL_MODULES = (torch.nn.Linear, torch.nn.Conv2d, torch.nn.ConvTranspose2d)
 
 
-def store_matmul_weights(model: torch.nn.Module, dtype: torch.dtype) -> int:
+def store_matmul_weights(model: torch.nn.Module, dtype: torch.dtype) -> None:
     """Store the weights and biases of ``model``'s Linear and Conv layers in ``dtype``.
 
     Under ``torch.autocast(dtype=dtype)`` these layers cast their float32 weights to ``dtype``
     on every call (a third of the bf16 step's time went to such copies); stored in ``dtype``
     they are used as they are, so the results are bit-identical and only the copies go
     (``test_stored_bf16_weights_give_identical_logits``). The model must then only run under
-    that autocast. Returns how many layers were converted.
+    that autocast.
     """
-    layers = [m for m in model.modules() if isinstance(m, MATMUL_MODULES)]
-    for layer in layers:
-        layer.to(dtype)
-    return len(layers)
+    for layer in model.modules():
+        if isinstance(layer, MATMUL_MODULES):
+            layer.to(dtype)
 
 
 _MODEL_CACHE: dict[tuple, LoadedModel] = {}
