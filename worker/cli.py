@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import signal
 import sys
 import threading
@@ -21,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 
 from configs.errors import StreamsegError
+from worker.process_tuning import tune_process
 
 COMMAND_MODULES = (
     "worker.commands.segment",
@@ -97,8 +97,7 @@ def stop_signals_as_interrupt() -> Iterator[None]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # OpenMP's busy-wait makes multi-threaded CPU inference ~10x slower on shared cores.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    tune_process()  # OpenMP's wait policy and the allocator's, before torch loads
     parser = build_parser()
     args = parser.parse_args(argv)
     own = args.command in OWN_SIGNAL_HANDLING

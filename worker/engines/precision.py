@@ -49,3 +49,16 @@ def bf16_on_cpu(dtype: torch.dtype | None, device: torch.device) -> bool:
     """Whether a model runs in bf16 on a CPU: its Linear/Conv weights are then stored in bf16
     and its attention runs as bf16 matrix multiplies (``worker.engines.sam2video``)."""
     return dtype == torch.bfloat16 and device.type == "cpu"
+
+
+def cpu_has_amx() -> bool:
+    """Whether this CPU has AMX tiles (bf16 matrix multiplies in hardware tiles)."""
+    return bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
+
+
+def attention_as_matmuls(dtype: torch.dtype | None, device: torch.device) -> bool:
+    """Whether bf16 attention should run as two bf16 matrix multiplies instead of PyTorch's
+    CPU flash kernel: in bf16 on a CPU without AMX, where that kernel computes bf16 at float32
+    speed. With AMX the kernel is the faster one (1,024 queries x 7,204 keys, E=256: 7.8 ms
+    against 11.4 ms as matmuls; ``BENCHMARKS.md``, issue 11)."""
+    return bf16_on_cpu(dtype, device) and not cpu_has_amx()

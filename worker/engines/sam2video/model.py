@@ -17,9 +17,10 @@ import torch
 
 from configs.errors import ModelLoadError
 from configs.models import ModelSpec
+from worker.engines.precision import attention_as_matmuls, bf16_on_cpu
 from worker.engines.precision import autocast_dtype as precision_dtype
-from worker.engines.precision import bf16_on_cpu
 from worker.engines.sam2video.attention import MatmulAttention
+from worker.engines.sam2video.position_cache import cache_position_encodings
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +46,13 @@ class LoadedModel:
     @contextmanager
     def autocast(self) -> Iterator[None]:
         """The model's precision for the calls inside: autocast, and in bf16 on CPU also
-        ``MatmulAttention`` (bf16 attention as bf16 matrix multiplies, see its module)."""
+        ``MatmulAttention`` (bf16 attention as bf16 matrix multiplies, see its module) where
+        that pays (``worker.engines.precision.attention_as_matmuls``: CPUs without AMX)."""
         enabled = self.autocast_dtype is not None
         dtype = self.autocast_dtype or torch.float32
         with ExitStack() as stack:
             stack.enter_context(torch.autocast(self.device.type, dtype=dtype, enabled=enabled))
-            if bf16_on_cpu(self.autocast_dtype, self.device):
+            if attention_as_matmuls(self.autocast_dtype, self.device):
                 stack.enter_context(MatmulAttention())
             yield
 
@@ -135,7 +137,9 @@ def load_model(
     model = model.to(resolved).eval()
     if bf16_on_cpu(dtype, resolved):
         store_matmul_weights(model, dtype)
-    if compile_model:
+    if not compile_model:
+        cache_position_encodings(model)
+    else:
         from worker.engines.sam2video.compile import compile_sam2
 
         compile_sam2(model, resolved)
