@@ -271,6 +271,10 @@ def e2e(opts: argparse.Namespace) -> None:
 
 
 def child(args: argparse.Namespace) -> None:
+    if args.impl != "official":  # streamseg's processes start as its CLI does
+        from worker.process_tuning import tune_process
+
+        tune_process()
     import torch
 
     torch.set_num_threads(args.threads)
