@@ -20,8 +20,17 @@ AUTO, FP32, BF16 = PRECISIONS
 
 def cpu_has_bf16_matmul() -> bool:
     """Whether this CPU has bf16 matrix instructions (AMX tiles or AVX-512 BF16)."""
-    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
-    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
+    return cpu_has_amx() or _torch_cpu_reports("_is_avx512_bf16_supported")
+
+
+def cpu_has_amx() -> bool:
+    """Whether this CPU has AMX tiles (bf16 matrix multiplies in hardware tiles)."""
+    return _torch_cpu_reports("_is_amx_tile_supported")
+
+
+def _torch_cpu_reports(check: str) -> bool:
+    """``torch.cpu.<check>()``, False where this torch lacks it."""
+    return bool(getattr(torch.cpu, check, lambda: False)())
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
@@ -47,13 +56,9 @@ def cuda_has_bf16_matmul(device: torch.device) -> bool:
 
 def bf16_on_cpu(dtype: torch.dtype | None, device: torch.device) -> bool:
     """Whether a model runs in bf16 on a CPU: its Linear/Conv weights are then stored in bf16
-    and its attention runs as bf16 matrix multiplies (``worker.engines.sam2video``)."""
+    (``worker.engines.sam2video.model``), and its attention may run as bf16 matrix multiplies
+    (:func:`attention_as_matmuls`)."""
     return dtype == torch.bfloat16 and device.type == "cpu"
-
-
-def cpu_has_amx() -> bool:
-    """Whether this CPU has AMX tiles (bf16 matrix multiplies in hardware tiles)."""
-    return bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
 
 
 def attention_as_matmuls(dtype: torch.dtype | None, device: torch.device) -> bool:
