@@ -49,11 +49,13 @@ return out;
 
 
 class RecordingTracker:
-    """A real tracker, with the prompts it was given kept for the test to look at."""
+    """A real tracker, with the prompts it was given kept for the test to look at, and with
+    ``on_prompt()`` called as each one reaches it."""
 
-    def __init__(self, inner) -> None:
+    def __init__(self, inner, on_prompt=lambda: None) -> None:
         self.inner = inner
         self.prompts: list[Prompt] = []
+        self.on_prompt = on_prompt
 
     @property
     def frame_idx(self) -> int:
@@ -61,6 +63,7 @@ class RecordingTracker:
 
     def add_prompt(self, prompt: Prompt) -> None:
         self.prompts.append(prompt)
+        self.on_prompt()
         self.inner.add_prompt(prompt)
 
     def remove_object(self, obj_id: int) -> None:
@@ -165,10 +168,15 @@ def test_click_in_the_browser_segments_and_follows_the_object(
     tmp_path: Path, make_lite_tracker
 ) -> None:
     trackers: list[RecordingTracker] = []
+    applied: list[int] = []  # the newest rendered frame's seq as each prompt reached a tracker
 
     def make_tracker() -> RecordingTracker:
-        trackers.append(RecordingTracker(make_lite_tracker()))
+        trackers.append(RecordingTracker(make_lite_tracker(), lambda: applied.append(_seq())))
         return trackers[-1]
+
+    def _seq() -> int:
+        latest = session.display.latest
+        return latest.seq if latest is not None else 0
 
     # looped (capture index -> disc position holds across loops): the page actions may take
     # long on two loaded cores, and the source must not end under them
@@ -181,7 +189,7 @@ def test_click_in_the_browser_segments_and_follows_the_object(
             driver.get(server.url)
             first = wait_until(lambda: _sample(driver), timeout=20)
             assert first is not None, "the page shows no frame"
-            _check_click_and_follow(driver, first)
+            _check_click_and_follow(driver, first, applied)
             _check_page_actions(driver, trackers)
             stats = session.state().stats
             print(f"\nbrowser e2e with the lite engine: {stats.summary()}")
@@ -199,15 +207,22 @@ def test_click_in_the_browser_segments_and_follows_the_object(
         driver.quit()
 
 
-def _check_click_and_follow(driver, first: Sample) -> None:
+def _check_click_and_follow(driver, first: Sample, applied: list[int]) -> None:
+    """How many frames the page shows between the click and the mask depends on the machine's
+    load (the request, the frame in flight, the page's fetch), so it is printed, not asserted.
+    What is asserted holds however slow the machine: the click reaches the tracker once, after
+    it was made, and the first frame the page shows from after that carries the mask."""
     disc = synthetic_disc(first.frame, WIDTH, HEIGHT)
     _click_frame_point(driver, disc.x, disc.y)
     clicked = _sample(driver)  # the frame on screen as the click left the page
-    shown = wait_until(lambda: _mask_shown(driver), timeout=30, interval=0.05)
-    assert shown is not None, "no mask appeared after the click"
-    later = shown.seq - clicked.seq
-    print(f"\nthe mask appeared {later} frames after the click")
-    assert later <= 5, f"the mask appeared {later} frames after the click"
+    after = wait_until(lambda: _shown_after(driver, applied), timeout=60, interval=0.05)
+    assert after is not None, "the page shows no frame rendered after the click reached the tracker"
+    print(f"\nthe mask appeared {after.seq - clicked.seq} frames after the click")
+    assert len(applied) == 1, f"the click reached the tracker {len(applied)} times"
+    assert clicked.seq <= applied[0], "the click reached the tracker before it was made"
+    assert all(_tinted(p) for p in after.inside), "the first frame after the prompt has no mask"
+    shown = wait_until(lambda: _mask_shown(driver), timeout=60, interval=0.05)
+    assert shown is not None, "the object list never showed the clicked object"
     samples = [shown]
     deadline = time.monotonic() + 25
     while time.monotonic() < deadline and _disc_travel(samples) < 50:
@@ -225,6 +240,14 @@ def _check_click_and_follow(driver, first: Sample) -> None:
     )
     assert np.mean(on_disc) >= 0.8, "the mask left the disc"
     assert np.mean(off_disc) >= 0.8, "the mask spills over the background"
+
+
+def _shown_after(driver, applied: list[int]) -> Sample | None:
+    """The displayed frame, once it was rendered after the first prompt reached the tracker."""
+    sample = _sample(driver)
+    if sample is None or not applied or sample.seq <= applied[0]:
+        return None
+    return sample
 
 
 def _mask_shown(driver) -> Sample | None:
