@@ -106,7 +106,7 @@ def test_page_api_prompts_commands_and_overlay() -> None:
 
         assert _post(url + "api/click", {"obj": None, "x": 40, "y": 30}) == (200, {"obj": 1})
         assert _post(url + "api/click", {"obj": 1, "x": 60, "y": 30, "positive": False})[0] == 200
-        objects = wait_until(lambda: _state(server)["objects"], timeout=5)
+        objects = wait_until(lambda: _state(server)["objects"], timeout=30)
         assert [o["id"] for o in objects] == [1] and objects[0]["visible"]
         x, y, w, h = objects[0]["bbox"]  # the slow tracker's disc around the positive click
         assert (x + w / 2, y + h / 2) == pytest.approx((40.5, 30.5), abs=1)
@@ -189,7 +189,7 @@ def test_a_prompt_the_tracker_rejects_is_undone_and_tracking_goes_on(tmp_path: P
         assert wait_until(lambda: [o.obj_id for o in session.state().objects] == [1], 5)
         # a new object with only a negative click: the tracker rejects it
         assert session.controls.click(None, 200, 120, positive=False) == 2
-        assert wait_until(lambda: session.state().notice, timeout=5) == (
+        assert wait_until(lambda: session.state().notice, timeout=30) == (
             "prompt for object 2 rejected: a point prompt needs at least one positive point"
         )
         state = session.state()

@@ -139,8 +139,9 @@ class _ScriptedSource(LiveSource):
 def test_a_failing_source_is_reported_and_closed() -> None:
     source = _ScriptedSource(3, SourceError("scripted camera stopped delivering frames"))
     with Capture(source) as capture:
-        while capture.take(timeout=1.0) is not None:
-            pass
+        deadline = time.monotonic() + 60  # (a loaded machine may starve the capture thread)
+        while capture.end is None and time.monotonic() < deadline:
+            capture.take(timeout=1.0)
     assert capture.end is not None and capture.end.failed
     assert capture.end.message == "scripted camera stopped delivering frames"
     assert source.closed
