@@ -36,3 +36,51 @@ def test_cache_is_per_shape_and_dtype():
     assert small.shape == (1, 64, 8, 8) and small.dtype == torch.float32
     assert wide.shape == (2, 64, 8, 16) and wide.dtype == torch.bfloat16
     assert len(cached._cache) == 2
+
+
+@pytest.fixture(scope="module")
+def hiera_tiny():
+    """sam2.1-tiny's Hiera trunk (its config's sizes), random weights."""
+    from sam2.modeling.backbones.hieradet import Hiera
+
+    torch.manual_seed(0)
+    trunk = Hiera(
+        embed_dim=96, num_heads=1, stages=[1, 2, 7, 2], global_att_blocks=[5, 7, 9],
+        window_pos_embed_bkg_spatial_size=[7, 7], window_spec=[8, 4, 14, 7],
+    )  # fmt: skip
+    return trunk.eval()
+
+
+@pytest.mark.parametrize(
+    ("size", "autocast"), [((256, 256), False), ((224, 320), False), ((256, 256), True)]
+)
+def test_cached_hiera_pos_embed_gives_the_trunks_own_features(hiera_tiny, size, autocast):
+    from worker.engines.sam2video.position_cache import CachedHieraPosEmbed
+
+    image = torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(1))
+    official = hiera_tiny._get_pos_embed
+    cached = CachedHieraPosEmbed(official)
+    with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=autocast):
+        expected = hiera_tiny(image)
+        hiera_tiny._get_pos_embed = cached
+        try:
+            first, second = hiera_tiny(image), hiera_tiny(image)  # fills, then reads the cache
+        finally:
+            del hiera_tiny._get_pos_embed  # the class's method again
+    assert len(cached._cache) == 1
+    for got in (first, second):
+        assert all(torch.equal(a, b) for a, b in zip(got, expected, strict=True))
+
+
+def test_hiera_pos_embed_cache_is_per_grid_and_autocast_state(hiera_tiny):
+    from worker.engines.sam2video.position_cache import CachedHieraPosEmbed
+
+    cached = CachedHieraPosEmbed(hiera_tiny._get_pos_embed)
+    with torch.inference_mode():
+        a = cached((64, 64))
+        assert cached((64, 64)) is a
+        assert cached((56, 80)).shape == (1, 56, 80, 96)
+        with torch.autocast("cpu", torch.bfloat16):
+            cached((64, 64))
+    assert len(cached._cache) == 3
+    assert torch.equal(a, hiera_tiny._get_pos_embed((64, 64)))
