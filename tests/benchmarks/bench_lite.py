@@ -108,10 +108,16 @@ def speed(data: Path, runs: int, frames: int, precision: str = "auto") -> dict[s
     }
 
 
-# an earlier tree's ``speed`` may predate ``precision`` (it then runs as that version shipped)
+# an earlier tree's ``speed`` may predate ``precision`` (it then runs as that version shipped);
+# each child starts as the CLI does (``tune_process``) where its tree has it
 SPEED_CODE = """
 import inspect, json, sys
 sys.path.insert(0, sys.argv[1])
+try:
+    from worker.process_tuning import tune_process
+    tune_process()
+except ImportError:
+    pass
 import torch
 torch.set_num_threads(int(sys.argv[4]))
 from pathlib import Path
