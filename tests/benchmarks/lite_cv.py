@@ -103,6 +103,13 @@ def candidates() -> dict[str, dict[str, Candidate]]:
     }
     # the shipped settings (the ``LiteParams`` defaults) on float32 features, as they run
     steps["shipped, float32 backbone"] = {"recent6-radius9": Candidate(LiteParams())}
+    # the second study's unscored windows (radius 12 for fast motion), float32 features
+    steps["window, radius 12 (float32)"] = {
+        f"recent{n}-radius{r}": Candidate(
+            replace(LiteParams(), num_recent=n, readout=replace(shipped.readout, radius=r))
+        )
+        for n, r in ((6, 12), (10, 9), (10, 12))
+    }
     return steps
 
 

@@ -103,13 +103,18 @@ def _window_valid(h: int, w: int, tile: int, radius: int) -> torch.Tensor:
 
 
 def local_scores(
-    q: torch.Tensor, keys: FrameKeys, params: ReadoutParams, hw: tuple
+    q: torch.Tensor,
+    keys: FrameKeys,
+    params: ReadoutParams,
+    hw: tuple,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """(L, T, C) query tiles -> (L, T, W^2) affinities to one frame's window, -inf outside."""
+    """(L, T, C) query tiles -> (L, T, W^2) affinities to one frame's window, -inf outside
+    (written into ``out``, e.g. a slice of a larger table, when given)."""
     s = torch.bmm(q, keys.patches)  # (L, T, S)
-    idx = window_index(params.tile, params.radius)
-    s = s.gather(2, idx[None].expand(s.shape[0], -1, -1))
-    return s.masked_fill_(~_window_valid(*hw, params.tile, params.radius), float("-inf"))
+    idx = window_index(params.tile, params.radius)[None].expand(s.shape[0], -1, -1)
+    out = s.gather(2, idx) if out is None else torch.gather(s, 2, idx, out=out)
+    return out.masked_fill_(~_window_valid(*hw, params.tile, params.radius), float("-inf"))
 
 
 @dataclass(frozen=True)
@@ -136,50 +141,65 @@ def readout(query: torch.Tensor, memory: list[MemoryFrame], params: ReadoutParam
     Returns:
         (V, h, w) float32: per position, the softmax-weighted values of the top-k matches.
 
-    Every frame's candidate scores are ranked in one ``topk`` over their concatenation
-    (L, T, frames x W^2 + global positions): PyTorch's CPU ``topk`` costs ~10 ns an element
-    on rows of a few hundred and ~2.4 ns on rows of a few thousand, so one long row per query
-    is 2.6x cheaper than a ``topk`` per frame and a second over the frames' winners (84 -> 33
-    ms a frame with 6 recent frames at 854x480). The concatenation is bounded: the memory
-    holds a fixed number of frames.
+    Every frame's candidate scores are written side by side into one (L, T, frames x W^2 +
+    global positions) table and ranked by one ``topk``: PyTorch's CPU ``topk`` costs ~10 ns
+    an element on rows of a few hundred and ~2.4 ns on rows of a few thousand, so one long
+    row per query is 2.6x cheaper than a ``topk`` per frame and a second over the frames'
+    winners (84 -> 33 ms a frame with 6 recent frames at 854x480). The table is bounded: the
+    memory holds a fixed number of frames.
     """
     _, h, w = query.shape
     q = query_tiles(query, params.tile)  # (L, T, C)
-    scores, tables, rows = [], [], []  # per part: (L, T, N) scores, (L, S, V) values, (T, N)
-    offset = 0
-    for m in memory:
-        parts = [_local_part(q, m, params, (h, w))]
-        if m.conditioning and params.global_conditioning:
-            parts.append(_global_part(q, m))
-        for part_scores, table, table_rows in parts:
-            scores.append(part_scores)
-            tables.append(table)
-            rows.append(table_rows + offset)
-            offset += table.shape[1]
-    top, idx = torch.cat(scores, dim=2).topk(params.top_k, dim=2)  # (L, T, k)
+    parts = [(m, False) for m in memory]
+    parts += [(m, True) for m in memory if m.conditioning and params.global_conditioning]
+    widths = [
+        m.keys.coarse.shape[1] if whole else (2 * params.radius + 1) ** 2 for m, whole in parts
+    ]
+    scores = q.new_empty(q.shape[0], q.shape[1], sum(widths))
+    tables, rows, column, row = [], [], 0, 0
+    for (m, whole), width in zip(parts, widths, strict=True):
+        out = scores[:, :, column : column + width]
+        column += width
+        table, table_rows = (
+            _global_part(q, m, out) if whole else _local_part(q, m, params, (h, w), out)
+        )
+        tables.append(table)
+        rows.append(table_rows + row)
+        row += table.shape[1]
+    return _weighted(scores, torch.cat(rows, dim=1), torch.cat(tables, dim=1), params, (h, w))
+
+
+def _weighted(
+    scores: torch.Tensor, rows: torch.Tensor, table: torch.Tensor, params: ReadoutParams, hw
+) -> torch.Tensor:
+    """Scores (L, T, N), each candidate's row (T, N) in the values table (L, S, V) -> the
+    softmax-weighted values of each query's top-k candidates, (V, h, w)."""
+    top, idx = scores.topk(params.top_k, dim=2)  # (L, T, k)
     n_l, n_t, k = idx.shape
-    table_idx = torch.cat(rows, dim=1)[torch.arange(n_t)[None, :, None], idx]  # (L, T, k)
-    table = torch.cat(tables, dim=1)  # (L, S_total, V)
+    table_idx = rows[torch.arange(n_t)[None, :, None], idx]  # (L, T, k)
     val = table.gather(1, table_idx.reshape(n_l, -1, 1).expand(-1, -1, table.shape[2]))
     weights = torch.softmax(top / params.temperature, dim=2)
     out = (val.view(n_l, n_t, k, -1) * weights[..., None]).sum(dim=2)  # (L, T, V)
-    return untile(out, h, w, params.tile)
+    return untile(out, *hw, params.tile)
 
 
 def _local_part(
-    q: torch.Tensor, m: MemoryFrame, params: ReadoutParams, hw: tuple
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(L, T, C) query tiles -> scores (L, T, W^2) in one frame's local windows, its values
-    per tile (L, S, V) and, per query and candidate, the row of that table (T, W^2)."""
+    q: torch.Tensor, m: MemoryFrame, params: ReadoutParams, hw: tuple, out: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scores of (L, T, C) query tiles in one frame's local windows into ``out`` (L, T, W^2);
+    returns that frame's values per tile (L, S, V) and each candidate's row there (T, W^2)."""
+    local_scores(q, m.keys, params, hw, out)
     table = patches(m.values.float(), params.tile, params.radius).transpose(1, 2)  # (L, S, V)
-    return local_scores(q, m.keys, params, hw), table, window_index(params.tile, params.radius)
+    return table, window_index(params.tile, params.radius)
 
 
 def _global_part(
-    q: torch.Tensor, m: MemoryFrame
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(L, T, C) query tiles -> scores (L, T, n16) over a prompted frame's whole stride-16
-    grid, its values (L, n16, V) (one table, viewed per tile) and their rows (T, n16)."""
+    q: torch.Tensor, m: MemoryFrame, out: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scores of (L, T, C) query tiles over a prompted frame's whole stride-16 grid into
+    ``out`` (L, T, n16); returns its values (L, n16, V) (one table, viewed per tile) and each
+    candidate's row there (T, n16)."""
+    out.copy_(torch.matmul(q, m.keys.coarse))
     coarse = coarse_values(m.values.float()).t()  # (n16, V)
     table_rows = torch.arange(coarse.shape[0]).expand(q.shape[1], -1)
-    return torch.matmul(q, m.keys.coarse), coarse.expand(q.shape[0], -1, -1), table_rows
+    return coarse.expand(q.shape[0], -1, -1), table_rows
