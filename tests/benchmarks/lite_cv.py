@@ -101,8 +101,10 @@ def candidates() -> dict[str, dict[str, Candidate]]:
         )
         for n, r in ((4, 9), (6, 9), (8, 9), (10, 9), (2, 12), (4, 12), (6, 12), (10, 12))
     }
-    # the shipped settings (the ``LiteParams`` defaults) on float32 features, as they run
-    steps["shipped, float32 backbone"] = {"recent6-radius9": Candidate(LiteParams())}
+    # the settings shipped after the second study (6 recent frames) on float32 features
+    steps["shipped, float32 backbone"] = {
+        "recent6-radius9": Candidate(replace(LiteParams(), num_recent=6))
+    }
     # the second study's unscored windows (radius 12 for fast motion), float32 features
     steps["window, radius 12 (float32)"] = {
         f"recent{n}-radius{r}": Candidate(

@@ -51,15 +51,16 @@ MAX_LOGIT = 20.0
 @dataclass(frozen=True)
 class LiteParams:
     """Every setting of the lite engine; defaults from the leave-one-sequence-out harness on
-    the ten DAVIS-2016 train sequences (tests/benchmarks/lite_cv.py, BENCHMARKS.md: 6 recent
-    frames score 0.838 there against 0.834 for 2, within what CV on ten can separate)."""
+    the ten DAVIS-2016 train sequences (tests/benchmarks/lite_cv.py, BENCHMARKS.md): among the
+    windows that keep 5 fps at 854x480 on 2 cores (2, 6, 8 recent frames at radius 9), every
+    fold chooses 8 (CV J&F 0.844; 6 frames 0.838, 2 frames 0.833)."""
 
     features: FeatureParams = field(default_factory=FeatureParams)
     readout: ReadoutParams = field(default_factory=ReadoutParams)
     refine: RefineParams = field(default_factory=RefineParams)
     motion: MotionParams = field(default_factory=MotionParams)
     head: HeadParams = field(default_factory=HeadParams)
-    num_recent: int = 6
+    num_recent: int = 8
 
     def policy(self) -> MemoryPolicy:
         """The bank's windows: the last ``num_recent`` frames, keys and masks together."""
@@ -373,9 +374,9 @@ def load_lite_engine(settings: TrackerSettings) -> Engine:
 
     ``settings.image_size``, when given, is the processing size of the frames' shorter side;
     the device is always the CPU. ``settings.precision``: ``bf16`` runs the backbone under bf16
-    autocast, ``fp32`` and ``auto`` in float32: on the 2-core AMX Xeon measured (BENCHMARKS.md)
-    the bf16 backbone was 1.8x faster alone but the whole step was not faster, so ``auto``
-    does not pick it for lite.
+    autocast, ``fp32`` and ``auto`` in float32: the whole step was not clearly faster with a
+    bf16 backbone on the CPUs measured (BENCHMARKS.md: 0.97x and 1.17x in two interleaved runs
+    on an AVX-512 BF16 EPYC; not faster on the AMX Xeon), so ``auto`` does not pick it for lite.
     """
     precision = FP32 if settings.precision == AUTO else settings.precision
     dtype = autocast_dtype(precision, torch.device("cpu"))
