@@ -95,11 +95,11 @@ def frame_keys(keys: torch.Tensor, params: ReadoutParams) -> FrameKeys:
 
 
 @lru_cache(maxsize=8)
-def _window_valid(h: int, w: int, tile: int, radius: int) -> torch.Tensor:
-    """bool (L, tile^2, (2 radius + 1)^2): the window position lies inside the frame."""
+def _window_outside(h: int, w: int, tile: int, radius: int) -> torch.Tensor:
+    """bool (L, tile^2, (2 radius + 1)^2): the window position lies outside the frame."""
     inside = patches(torch.ones(1, h, w), tile, radius)[:, 0]  # (L, S)
     idx = window_index(tile, radius)
-    return inside[:, idx] > 0
+    return inside[:, idx] <= 0
 
 
 def local_scores(
@@ -114,7 +114,7 @@ def local_scores(
     s = torch.bmm(q, keys.patches)  # (L, T, S)
     idx = window_index(params.tile, params.radius)[None].expand(s.shape[0], -1, -1)
     out = s.gather(2, idx) if out is None else torch.gather(s, 2, idx, out=out)
-    return out.masked_fill_(~_window_valid(*hw, params.tile, params.radius), float("-inf"))
+    return out.masked_fill_(_window_outside(*hw, params.tile, params.radius), float("-inf"))
 
 
 @dataclass(frozen=True)
