@@ -16,9 +16,10 @@ class FrameKeys:
     """One frame's attention keys, shared by every object that remembers the frame.
 
     ``raw``: (C, h, w) float16 unit-length features on the stride-8 grid (what a saved state
-    holds); ``patches``: (L, C, S) float32, the key patch each of the L query tiles reads
-    (S = (tile + 2 radius)^2, zero outside the frame); ``coarse``: (C, n16) float32 unit keys
-    on the stride-16 grid. ``patches`` and ``coarse`` are rebuilt from ``raw`` on loading.
+    holds); ``patches``: (L, C, S), the key patch each of the L query tiles reads
+    (S = (tile + 2 radius)^2, zero outside the frame); ``coarse``: (C, n16) unit keys on the
+    stride-16 grid; both in the readout's score dtype (float32, or bfloat16 where the CPU
+    multiplies it natively). ``patches`` and ``coarse`` are rebuilt from ``raw`` on loading.
     """
 
     raw: torch.Tensor
@@ -53,7 +54,7 @@ class LiteMemoryEntry:
         return replace(self, keys=None, soft_mask=None)
 
     def to_storage(self, dtype: torch.dtype, device: torch.device | None) -> LiteMemoryEntry:
-        """As it is: keys are shared float16 ``raw`` plus float32 patches the readout needs,
+        """As it is: keys are shared float16 ``raw`` plus the patches the readout needs,
         and lite runs on the CPU only."""
         return self
 

@@ -25,13 +25,17 @@ from memory.lite_entries import FrameKeys
 
 @dataclass(frozen=True)
 class ReadoutParams:
-    """Local-window top-k attention settings (window in stride-8 cells)."""
+    """Local-window top-k attention settings (window in stride-8 cells; the radius comes from
+    cross-validation, ``worker.engines.lite.tracker.LiteParams``). ``score_dtype``: the dtype
+    the key patches are stored in and the affinities computed in (``torch.bfloat16`` where
+    the CPU multiplies bf16 natively, ``lite_precision``); they are ranked in float32."""
 
     radius: int = 9
     top_k: int = 10
     temperature: float = 0.2
     tile: int = 8
     global_conditioning: bool = True
+    score_dtype: torch.dtype = torch.float32  # of the key patches and the score products
 
 
 @lru_cache(maxsize=8)
@@ -91,7 +95,10 @@ def frame_keys(keys: torch.Tensor, params: ReadoutParams) -> FrameKeys:
     """Arrange one frame's (C, h, w) unit keys for reading (done once per memory frame)."""
     raw = keys.to(torch.float16)
     full = raw.float()  # what a reloaded state rebuilds from, so resuming is exact
-    return FrameKeys(raw, patches(full, params.tile, params.radius), coarse_keys(full))
+    dtype = params.score_dtype
+    return FrameKeys(
+        raw, patches(full, params.tile, params.radius).to(dtype), coarse_keys(full).to(dtype)
+    )
 
 
 @lru_cache(maxsize=8)
@@ -112,9 +119,24 @@ def local_scores(
     """(L, T, C) query tiles -> (L, T, W^2) affinities to one frame's window, -inf outside
     (written into ``out``, e.g. a slice of a larger table, when given)."""
     s = torch.bmm(q, keys.patches)  # (L, T, S)
-    idx = window_index(params.tile, params.radius)[None].expand(s.shape[0], -1, -1)
-    out = s.gather(2, idx) if out is None else torch.gather(s, 2, idx, out=out)
+    n_l, n_t, _ = s.shape
+    win = 2 * params.radius + 1
+    if out is None:
+        out = s.new_empty(n_l, n_t, win * win)
+    out.view(n_l, params.tile, params.tile, win, win).copy_(own_windows(s, params))
     return out.masked_fill_(_window_outside(*hw, params.tile, params.radius), float("-inf"))
+
+
+def own_windows(s: torch.Tensor, params: ReadoutParams) -> torch.Tensor:
+    """(L, T, S) scores against key patches -> a (L, tile, tile, W, W) view of each query's
+    own window. Query (ty, tx)'s window starts at patch cell (ty, tx), so its offset in ``s``
+    is affine in (ty, tx): the view has constant strides, and copying it is a strided copy
+    instead of an index ``gather`` (the same elements as ``window_index`` selects)."""
+    n_l, n_t, n_s = s.shape
+    tile, win = params.tile, 2 * params.radius + 1
+    side = tile + 2 * params.radius
+    strides = (n_t * n_s, tile * n_s + side, n_s + 1, side, 1)
+    return s.as_strided((n_l, tile, tile, win, win), strides, s.storage_offset())
 
 
 @dataclass(frozen=True)
@@ -149,13 +171,13 @@ def readout(query: torch.Tensor, memory: list[MemoryFrame], params: ReadoutParam
     memory holds a fixed number of frames.
     """
     _, h, w = query.shape
-    q = query_tiles(query, params.tile)  # (L, T, C)
+    q = query_tiles(query, params.tile).to(params.score_dtype)  # (L, T, C)
     parts = [(m, False) for m in memory]
     parts += [(m, True) for m in memory if m.conditioning and params.global_conditioning]
     widths = [
         m.keys.coarse.shape[1] if whole else (2 * params.radius + 1) ** 2 for m, whole in parts
     ]
-    scores = q.new_empty(q.shape[0], q.shape[1], sum(widths))
+    scores = query.new_empty(q.shape[0], q.shape[1], sum(widths))
     tables, rows, column, row = [], [], 0, 0
     for (m, whole), width in zip(parts, widths, strict=True):
         out = scores[:, :, column : column + width]

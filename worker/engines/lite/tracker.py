@@ -12,7 +12,7 @@ colour guided filter (``refine``) and objects compete for each pixel. Memory liv
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 import cv2
@@ -42,7 +42,7 @@ from worker.engines.lite.motion import FlowField, MotionParams, gate, grey
 from worker.engines.lite.prompt_masks import box_mask, points_mask
 from worker.engines.lite.propagation import MemoryFrame, ReadoutParams, frame_keys, readout
 from worker.engines.lite.refine import GuidedFilter, RefineParams
-from worker.engines.precision import AUTO, FP32, autocast_dtype
+from worker.engines.precision import BF16, autocast_dtype
 
 SNAPSHOT_ENGINE = "streamseg-lite-1"  # the engine tag in a memory.snapshot's extra values
 MAX_LOGIT = 20.0
@@ -369,25 +369,37 @@ class LiteTracker:
         return masks
 
 
+def lite_precision(precision: str) -> tuple[torch.dtype | None, torch.dtype]:
+    """(the backbone's autocast dtype or ``None`` for float32, the readout's score dtype).
+
+    The readout's (L, 64, 64) x (L, 64, S) score products are 3.6x faster in bf16 on an
+    AVX-512 BF16 CPU and score as float32 ones in cross-validation (BENCHMARKS.md, issue 14),
+    so ``auto`` takes them where bf16 is native. A bf16 backbone did not make the whole step
+    clearly faster (0.97x and 1.17x in two interleaved runs on that CPU; not faster on an AMX
+    Xeon), so only ``bf16`` asks for it.
+    """
+    cpu = torch.device("cpu")
+    scores = torch.bfloat16 if autocast_dtype(precision, cpu) == torch.bfloat16 else torch.float32
+    backbone = autocast_dtype(BF16, cpu) if precision == BF16 else None
+    return backbone, scores
+
+
 def load_lite_engine(settings: TrackerSettings) -> Engine:
     """The ``lite`` engine for ``worker.engines.registry``.
 
     ``settings.image_size``, when given, is the processing size of the frames' shorter side;
-    the device is always the CPU. ``settings.precision``: ``bf16`` runs the backbone under bf16
-    autocast, ``fp32`` and ``auto`` in float32: the whole step was not clearly faster with a
-    bf16 backbone on the CPUs measured (BENCHMARKS.md: 0.97x and 1.17x in two interleaved runs
-    on an AVX-512 BF16 EPYC; not faster on the AMX Xeon), so ``auto`` does not pick it for lite.
+    the device is always the CPU. ``settings.precision``: ``fp32`` runs everything in float32;
+    ``auto`` computes the readout's affinities in bf16 where the CPU multiplies bf16 natively
+    (``lite_precision``) and the backbone in float32; ``bf16`` runs both in bf16.
     """
-    precision = FP32 if settings.precision == AUTO else settings.precision
-    dtype = autocast_dtype(precision, torch.device("cpu"))
-    image_size = settings.image_size
-    params = LiteParams()
-    if image_size:
-        params = LiteParams(features=FeatureParams(short_side=int(image_size)))
+    backbone, scores = lite_precision(settings.precision)
+    params = LiteParams(readout=ReadoutParams(score_dtype=scores))
+    if settings.image_size:
+        params = replace(params, features=FeatureParams(short_side=int(settings.image_size)))
     trunk = cached_trunk()
 
     def make_tracker(info: VideoInfo) -> LiteTracker:
-        return LiteTracker(params, trunk, dtype)
+        return LiteTracker(params, trunk, backbone)
 
     model = ModelInfo(
         name="lite",
