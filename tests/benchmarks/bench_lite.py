@@ -38,6 +38,7 @@ from configs.settings import TrackerSettings  # noqa: E402
 from jobs.metrics import EvalReport, evaluate_sequence, region_similarity  # noqa: E402
 from jobs.prompts import Prompt  # noqa: E402
 from worker.engines.lite.tracker import LiteTracker, load_lite_engine  # noqa: E402
+from worker.process_tuning import tune_process  # noqa: E402
 
 SEQUENCES = (
     "bear boat breakdance-flare car-turn dog-agility kite-walk mallard-water rollerblade "
@@ -258,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip", default="", help="comma list of: quality, speed, prompts")
     parser.add_argument("--out", type=Path, help="also write the markdown here")
     args = parser.parse_args(argv)
+    tune_process()  # the quality pass's fps as the CLI would run it (the speed children too)
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
     names = [n for n in args.sequences.split(",") if n]

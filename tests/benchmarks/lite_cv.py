@@ -103,14 +103,32 @@ def candidates() -> dict[str, dict[str, Candidate]]:
     }
     # the settings shipped after the second study (6 recent frames) on float32 features
     steps["shipped, float32 backbone"] = {
-        "recent6-radius9": Candidate(replace(LiteParams(), num_recent=6))
+        "recent6-radius9": Candidate(replace(shipped, num_recent=6))
     }
     # the second study's unscored windows (radius 12 for fast motion), float32 features
     steps["window, radius 12 (float32)"] = {
         f"recent{n}-radius{r}": Candidate(
-            replace(LiteParams(), num_recent=n, readout=replace(shipped.readout, radius=r))
+            replace(shipped, num_recent=n, readout=replace(shipped.readout, radius=r))
         )
         for n, r in ((6, 12), (10, 9), (10, 12))
+    }
+    # fourth study: the windows around 10 frames at radius 12 that a quiet 2-core CPU runs at
+    # 5 fps or more (one object, 854x480)
+    steps["window around 10 frames, radius 12 (float32)"] = {
+        f"recent{n}-radius{r}": Candidate(
+            replace(shipped, num_recent=n, readout=replace(shipped.readout, radius=r))
+        )
+        for n, r in ((8, 12), (12, 12), (8, 15), (10, 15))
+    }
+    steps["bf16 scores"] = {
+        f"recent{n}-radius{r}-bf16scores": Candidate(
+            replace(
+                shipped,
+                num_recent=n,
+                readout=replace(shipped.readout, radius=r, score_dtype=torch.bfloat16),
+            )
+        )
+        for n, r in ((10, 12), (12, 12), (8, 15), (10, 15))
     }
     return steps
 

@@ -30,7 +30,7 @@ class ReadoutParams:
     the key patches are stored in and the affinities computed in (``torch.bfloat16`` where
     the CPU multiplies bf16 natively, ``lite_precision``); they are ranked in float32."""
 
-    radius: int = 9
+    radius: int = 15
     top_k: int = 10
     temperature: float = 0.2
     tile: int = 8
