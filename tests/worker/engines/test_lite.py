@@ -24,7 +24,7 @@ from worker.engines.lite.efficientnet_lite0 import (
     load_efficientnet_lite0,
     weights_path,
 )
-from worker.engines.lite.features import LiteTrunk
+from worker.engines.lite.features import MAX_INPUT_PIXELS, LiteTrunk, processing_size
 from worker.engines.lite.motion import FlowField, MotionParams
 from worker.engines.lite.prompt_masks import box_mask, points_mask
 from worker.engines.lite.propagation import (
@@ -315,6 +315,40 @@ def test_first_frame_head_separates_the_object(dog: tuple[list, list]) -> None:
 
 
 # ----- bad inputs ------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("frame_hw", "short_side", "expected"),
+    [
+        ((480, 854), 320, (320, 576)),  # the default on DAVIS: unchanged
+        ((1080, 1920), 320, (320, 576)),
+        ((16, 16), 320, (320, 320)),
+        ((1080, 1920), 1024, (640, 1152)),  # a large --image-size: area bounded
+        ((17, 300), 320, (208, 3600)),  # very wide or tall frames: area bounded
+        ((4000, 16), 320, (13584, 48)),
+    ],
+)
+def test_processing_size_keeps_the_short_side_within_a_bounded_area(
+    frame_hw: tuple[int, int], short_side: int, expected: tuple[int, int]
+) -> None:
+    size = processing_size(*frame_hw, short_side)
+    assert size == expected
+    assert size[0] % 16 == 0 and size[1] % 16 == 0
+    assert size[0] * size[1] <= 1.02 * MAX_INPUT_PIXELS
+
+
+def test_a_very_wide_video_is_tracked_in_bounded_memory() -> None:
+    """16x4000 frames are processed at 48x13584, not 320x80,000 (whose score table alone
+    would take over 150 GB): each frame's keys stay under 100 MB."""
+    rng = np.random.default_rng(0)
+    tracker = LiteTracker()
+    mask = np.zeros((16, 4000), dtype=bool)
+    mask[4:12, 1000:1400] = True
+    tracker.add_prompt(Prompt(1, 0, mask=mask))
+    for _ in range(3):
+        result = tracker.step(rng.integers(0, 255, (16, 4000, 3), dtype=np.uint8))
+    assert result.objects[1].mask.shape == (16, 4000)
+    assert tracker.memory_nbytes() < 3 * 100e6
+
+
 def test_bad_inputs_are_one_line_errors(dog: tuple[list, list]) -> None:
     rgbs, gts = dog
     tracker = LiteTracker()

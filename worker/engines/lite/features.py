@@ -25,6 +25,7 @@ from worker.engines.lite.efficientnet_lite0 import (
 
 STRIDE8_BLOCK = 4  # last block of the stride-8 stage (40 channels)
 STRIDE16_BLOCK = 10  # last block of the stride-16 stage (112 channels)
+MAX_INPUT_PIXELS = 4 * 320 * 576  # 4x the area of 854x480 at the default short side
 
 
 def fold_bn(conv: SameConv2d, bn: nn.BatchNorm2d) -> FusedConv:
@@ -114,8 +115,16 @@ class FeatureParams:
 
 
 def processing_size(height: int, width: int, short_side: int) -> tuple[int, int]:
-    """(h, w) of the network input: shorter side ~``short_side``, both multiples of 16."""
-    scale = short_side / min(height, width)
+    """(h, w) of the network input: shorter side ~``short_side``, both multiples of 16, and at
+    most about ``MAX_INPUT_PIXELS`` in all (scaled down further where it would be more; the
+    rounding to 16 may add a few rows or columns).
+
+    A frame's key patches grow with the processed area and the readout's score table with
+    its square (every query meets every stride-16 position of the prompted frames), so
+    without the bound a very wide or tall video (16x4000 -> 320x80,000) or a large
+    ``--image-size`` would take gigabytes a frame. 854x480 at the default 320 is 320x576.
+    """
+    scale = min(short_side / min(height, width), math.sqrt(MAX_INPUT_PIXELS / (height * width)))
     return (
         max(16, int(round(height * scale / 16)) * 16),
         max(16, int(round(width * scale / 16)) * 16),
