@@ -16,8 +16,9 @@ class FrameKeys:
     """One frame's attention keys, shared by every object that remembers the frame.
 
     ``raw``: (C, h, w) float16 unit-length features on the stride-8 grid (what a saved state
-    holds); ``patches``: (L, C, S), the key patch each of the L query tiles reads
-    (S = (tile + 2 radius)^2, zero outside the frame); ``coarse``: (C, n16) unit keys on the
+    holds); ``patches``: (L, C + 1, S), the key patch each of the L query tiles reads
+    (S = (tile + 2 radius)^2; zero outside the frame, where the extra last channel holds the
+    readout's out-of-frame score, 0 inside); ``coarse``: (C, n16) unit keys on the
     stride-16 grid; both in the readout's score dtype (float32, or bfloat16 where the CPU
     multiplies it natively). ``patches`` and ``coarse`` are rebuilt from ``raw`` on loading.
     """

@@ -8,8 +8,10 @@ divided by ``temperature``) are ranked over all candidates together; the ``top_k
 softmax-weighted and carry the memory frames' soft masks to the current frame.
 
 The local window is evaluated tile by tile with batched matrix products: a ``tile`` x ``tile``
-block of queries meets a (tile + 2 radius)^2 key patch, and a constant index keeps each query
-to its own window. Key patches are built once per memory frame (``frame_keys``).
+block of queries meets a (tile + 2 radius)^2 key patch, each query's own window is a strided
+view of its tile's scores (``own_windows``), and positions outside the frame score
+``OUTSIDE_SCORE`` through an extra key channel (``outside_channel``). Key patches are built once
+per memory frame (``frame_keys``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,10 @@ import torch
 import torch.nn.functional as F
 
 from memory.lite_entries import FrameKeys
+
+# an out-of-frame key position's affinity: unit-vector cosines lie in [-1, 1], so it is never
+# among the top k while a query has k candidates in the frame, and its softmax weight is 0
+OUTSIDE_SCORE = -1.0e4
 
 
 @dataclass(frozen=True)
@@ -92,21 +98,25 @@ def coarse_values(values: torch.Tensor) -> torch.Tensor:
 
 
 def frame_keys(keys: torch.Tensor, params: ReadoutParams) -> FrameKeys:
-    """Arrange one frame's (C, h, w) unit keys for reading (done once per memory frame)."""
+    """Arrange one frame's (C, h, w) unit keys for reading (done once per memory frame): key
+    patches (L, C + 1, S) whose last channel is ``outside_channel``, and coarse keys."""
     raw = keys.to(torch.float16)
     full = raw.float()  # what a reloaded state rebuilds from, so resuming is exact
+    _, h, w = full.shape
+    local = patches(full, params.tile, params.radius)
+    local = torch.cat([local, outside_channel(h, w, params.tile, params.radius)], dim=1)
     dtype = params.score_dtype
-    return FrameKeys(
-        raw, patches(full, params.tile, params.radius).to(dtype), coarse_keys(full).to(dtype)
-    )
+    return FrameKeys(raw, local.to(dtype), coarse_keys(full).to(dtype))
 
 
 @lru_cache(maxsize=8)
-def _window_outside(h: int, w: int, tile: int, radius: int) -> torch.Tensor:
-    """bool (L, tile^2, (2 radius + 1)^2): the window position lies outside the frame."""
-    inside = patches(torch.ones(1, h, w), tile, radius)[:, 0]  # (L, S)
-    idx = window_index(tile, radius)
-    return inside[:, idx] <= 0
+def outside_channel(h: int, w: int, tile: int, radius: int) -> torch.Tensor:
+    """float32 (L, 1, S): 0 where a patch position lies inside the frame, ``OUTSIDE_SCORE``
+    outside. Key patches carry it as an extra channel and queries a constant 1 there, so the
+    score product itself gives out-of-frame positions ``OUTSIDE_SCORE`` (in-frame scores are
+    unchanged: the channel adds 1 x 0), with no mask applied to every window afterwards."""
+    inside = patches(torch.ones(1, h, w), tile, radius)  # (L, 1, S)
+    return torch.where(inside > 0, 0.0, OUTSIDE_SCORE)
 
 
 def local_scores(
@@ -116,15 +126,16 @@ def local_scores(
     hw: tuple,
     out: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """(L, T, C) query tiles -> (L, T, W^2) affinities to one frame's window, -inf outside
-    (written into ``out``, e.g. a slice of a larger table, when given)."""
+    """(L, T, C + 1) query tiles (last channel 1) -> (L, T, W^2) affinities to one frame's
+    window, ``OUTSIDE_SCORE`` outside the frame (written into ``out``, e.g. a slice of a
+    larger table, when given)."""
     s = torch.bmm(q, keys.patches)  # (L, T, S)
     n_l, n_t, _ = s.shape
     win = 2 * params.radius + 1
     if out is None:
         out = s.new_empty(n_l, n_t, win * win)
     out.view(n_l, params.tile, params.tile, win, win).copy_(own_windows(s, params))
-    return out.masked_fill_(_window_outside(*hw, params.tile, params.radius), float("-inf"))
+    return out
 
 
 def own_windows(s: torch.Tensor, params: ReadoutParams) -> torch.Tensor:
@@ -171,7 +182,9 @@ def readout(query: torch.Tensor, memory: list[MemoryFrame], params: ReadoutParam
     memory holds a fixed number of frames.
     """
     _, h, w = query.shape
-    q = query_tiles(query, params.tile).to(params.score_dtype)  # (L, T, C)
+    q = query_tiles(query, params.tile)  # (L, T, C)
+    q_local = torch.cat([q, q.new_ones(q.shape[0], q.shape[1], 1)], dim=2)  # (L, T, C + 1)
+    q, q_local = q.to(params.score_dtype), q_local.to(params.score_dtype)
     parts = [(m, False) for m in memory]
     parts += [(m, True) for m in memory if m.conditioning and params.global_conditioning]
     widths = [
@@ -183,7 +196,7 @@ def readout(query: torch.Tensor, memory: list[MemoryFrame], params: ReadoutParam
         out = scores[:, :, column : column + width]
         column += width
         table, table_rows = (
-            _global_part(q, m, out) if whole else _local_part(q, m, params, (h, w), out)
+            _global_part(q, m, out) if whole else _local_part(q_local, m, params, (h, w), out)
         )
         tables.append(table)
         rows.append(table_rows + row)
@@ -208,7 +221,7 @@ def _weighted(
 def _local_part(
     q: torch.Tensor, m: MemoryFrame, params: ReadoutParams, hw: tuple, out: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Scores of (L, T, C) query tiles in one frame's local windows into ``out`` (L, T, W^2);
+    """Scores of (L, T, C + 1) query tiles in one frame's local windows into ``out`` (L, T, W^2);
     returns that frame's values per tile (L, S, V) and each candidate's row there (T, W^2)."""
     local_scores(q, m.keys, params, hw, out)
     table = patches(m.values.float(), params.tile, params.radius).transpose(1, 2)  # (L, S, V)
