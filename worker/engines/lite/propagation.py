@@ -123,7 +123,6 @@ def local_scores(
     q: torch.Tensor,
     keys: FrameKeys,
     params: ReadoutParams,
-    hw: tuple,
     out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """(L, T, C + 1) query tiles (last channel 1) -> (L, T, W^2) affinities to one frame's
@@ -196,7 +195,7 @@ def readout(query: torch.Tensor, memory: list[MemoryFrame], params: ReadoutParam
         out = scores[:, :, column : column + width]
         column += width
         table, table_rows = (
-            _global_part(q, m, out) if whole else _local_part(q_local, m, params, (h, w), out)
+            _global_part(q, m, out) if whole else _local_part(q_local, m, params, out)
         )
         tables.append(table)
         rows.append(table_rows + row)
@@ -219,11 +218,11 @@ def _weighted(
 
 
 def _local_part(
-    q: torch.Tensor, m: MemoryFrame, params: ReadoutParams, hw: tuple, out: torch.Tensor
+    q: torch.Tensor, m: MemoryFrame, params: ReadoutParams, out: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Scores of (L, T, C + 1) query tiles in one frame's local windows into ``out`` (L, T, W^2);
     returns that frame's values per tile (L, S, V) and each candidate's row there (T, W^2)."""
-    local_scores(q, m.keys, params, hw, out)
+    local_scores(q, m.keys, params, out)
     table = patches(m.values.float(), params.tile, params.radius).transpose(1, 2)  # (L, S, V)
     return table, window_index(params.tile, params.radius)
 
