@@ -114,8 +114,11 @@ def test_queue_follows_a_recorded_job_instead_of_submitting_again(
         text=True,
     )
     try:
-        wait_for(
-            lambda: batch.poll() is not None or (record.is_file() and record.read_text()),
+        wait_for(  # recorded, then queued: the record is written first
+            lambda: (
+                batch.poll() is not None
+                or (record.is_file() and record.read_text() and submitted(workers))
+            ),
             timeout=120,
             what="the batch to submit its job",
         )
@@ -142,6 +145,47 @@ def test_queue_follows_a_recorded_job_instead_of_submitting_again(
     assert row(stdout, "bear")[1:3] == ["done", str(CLIP)] and job_id in row(stdout, "bear")[-1]
     assert not record.exists()
     assert complete_manifest(tmp_path / "out" / "bear", OutputRequest(("tracks",), None, "lite"))
+
+
+@pytest.mark.parametrize("queued", [False, True], ids=["before-queueing", "after-queueing"])
+def test_a_ctrl_c_during_submission_leaves_a_recorded_job(
+    workers: WorkerFactory,
+    davis_root: Path,
+    tmp_path: Path,
+    capsys,
+    monkeypatch: pytest.MonkeyPatch,
+    queued: bool,
+) -> None:
+    """Ctrl-C (KeyboardInterrupt) arriving while a job is submitted, just before or just after
+    the real Redis queue takes it: the job is reported pending and its record kept, and the
+    next run collects it (or queues it, if it never got there): nothing runs twice."""
+    from jobs.queue import JobQueue
+
+    mask_inputs(tmp_path, davis_root, ("bear",))
+    argv = queue_argv(workers, tmp_path)
+    real_submit = JobQueue.submit
+
+    def interrupted_submit(self, spec, job_id=None):
+        if queued:
+            real_submit(self, spec, job_id=job_id)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(JobQueue, "submit", interrupted_submit)
+    code, stdout, _ = run_cli(capsys, *argv)
+    monkeypatch.setattr(JobQueue, "submit", real_submit)
+    record = tmp_path / "out" / "bear" / "job.json"
+    job_id = json.loads(record.read_text())["job_id"]
+    assert code == 130 and row(stdout, "bear")[1] == "pending"
+    assert f"job {job_id} left on the queue" in row(stdout, "bear")[-1]
+    assert submitted(workers) == ([("bear", job_id)] if queued else [])
+
+    workers.start(threads=1)
+    workers.wait_registered(1)
+    code, stdout, _ = run_cli(capsys, *argv)
+    assert code == 0 and row(stdout, "bear")[1] == "done"
+    [(name, collected)] = submitted(workers)
+    assert name == "bear" and (collected == job_id) == queued
+    assert not record.exists()
 
 
 def test_queue_refuses_auto_and_device(tmp_path: Path, capsys) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,9 +67,12 @@ class QueueModel:
 
 @dataclass
 class QueuedVideo:
+    """A video's job: ``new`` when this run gave it its id (recorded, not yet queued)."""
+
     video: VideoInput
     job_id: str
     start: float
+    new: bool = False
 
 
 @dataclass
@@ -111,16 +115,28 @@ class QueuedBatch:
             }
         )
 
-    def submit(self, video: VideoInput) -> QueuedVideo:
-        """Submit the video's job, or reuse the one recorded for the same spec."""
+    def prepare(self, video: VideoInput) -> QueuedVideo:
+        """The video's job: the one recorded for the same spec, or a new id, recorded in
+        ``job.json`` before ``enqueue`` queues it, so that no Ctrl-C can leave a queued job
+        without its record (a record whose job never reached the queue is simply replaced by
+        the next run)."""
         spec = self.spec(video)
         folder = self.folder(video)
         folder.mkdir(parents=True, exist_ok=True)
         job_id = self._reusable_job(folder, spec)
-        if job_id is None:
-            job_id = self.queue.submit(spec).id
-            (folder / JOB_RECORD).write_text(json.dumps({"job_id": job_id}) + "\n")
-        return QueuedVideo(video, job_id, time.perf_counter())
+        if job_id is not None:
+            return QueuedVideo(video, job_id, time.perf_counter())
+        job_id = uuid.uuid4().hex
+        (folder / JOB_RECORD).write_text(json.dumps({"job_id": job_id}) + "\n")
+        return QueuedVideo(video, job_id, time.perf_counter(), new=True)
+
+    def enqueue(self, item: QueuedVideo) -> None:
+        """Put a prepared new job on the queue (its record is removed if that fails)."""
+        try:
+            self.queue.submit(self.spec(item.video), job_id=item.job_id)
+        except StreamsegError:
+            (self.folder(item.video) / JOB_RECORD).unlink(missing_ok=True)
+            raise
 
     def _reusable_job(self, folder: Path, spec) -> str | None:
         try:
@@ -171,9 +187,25 @@ class QueuedBatch:
 def run_queued(
     discovery: Discovery, batch: QueuedBatch, progress: QueueProgress
 ) -> Iterator[VideoResult]:
-    """Submit every unfinished video, then yield each result as its job ends."""
+    """Submit every unfinished video, then yield each result as its job ends. A Ctrl-C at any
+    point after the first job was recorded reports every recorded job as pending."""
     yield from problem_results(discovery, batch.prompts)
     running: list[QueuedVideo] = []
+    try:
+        yield from _submit_all(discovery, batch, running)
+        progress.start(len(running))
+        yield from _follow(batch, running, progress)
+    except KeyboardInterrupt:
+        for item in running:
+            detail = f"job {item.job_id} left on the queue: rerun to collect it"
+            yield VideoResult(item.video.name, Status.PENDING, detail=detail)
+
+
+def _submit_all(
+    discovery: Discovery, batch: QueuedBatch, running: list[QueuedVideo]
+) -> Iterator[VideoResult]:
+    """Record and queue each unfinished video's job into ``running``; yield the skipped and
+    the failed. A job joins ``running`` as soon as it is recorded, before it is queued."""
     for video in discovery.videos:
         manifest = (
             None if batch.options.force else complete_manifest(batch.folder(video), batch.request)
@@ -182,16 +214,13 @@ def run_queued(
             yield skipped_result(video, manifest, batch.folder(video))
             continue
         try:
-            running.append(batch.submit(video))
+            item = batch.prepare(video)
+            running.append(item)
+            if item.new:
+                batch.enqueue(item)
         except StreamsegError as error:
+            running[:] = [queued for queued in running if queued.video is not video]
             yield VideoResult(video.name, Status.FAILED, detail=str(error))
-    progress.start(len(running))
-    try:
-        yield from _follow(batch, running, progress)
-    except KeyboardInterrupt:
-        for item in running:
-            detail = f"job {item.job_id} left on the queue: rerun to collect it"
-            yield VideoResult(item.video.name, Status.PENDING, detail=detail)
 
 
 def _follow(
