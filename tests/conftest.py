@@ -1,8 +1,10 @@
-"""Session-wide fixtures: the shared real data folder and CPU thread limits."""
+"""Session-wide fixtures: the shared real data folder, CPU thread limits and stop signals."""
 
 from __future__ import annotations
 
 import os
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 # Before torch loads OpenMP: busy-waiting threads make CPU inference ~10x slower on shared cores.
@@ -11,6 +13,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+STOP_SIGNALS_OF_TESTS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def shared_data_dir() -> Path | None:
@@ -41,6 +44,26 @@ def videos_dir(shared_data: Path) -> Path:
 # ----- SAM 2 models with random weights (one build per session) -------------------------------
 TEST_MODEL = "sam2.1-tiny"
 TEST_IMAGE_SIZE = 256
+
+
+def _ignore(signum: int, frame: object) -> None:
+    """A handler that does nothing (this process keeps ignoring the signal)."""
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _children_get_default_stop_signals() -> Iterator[None]:
+    """Run as a background job of a script (``make test &``) or under ``nohup``, this process
+    starts with SIGINT or SIGHUP ignored, and every child it starts would inherit that (exec
+    keeps an ignored signal ignored, and the CLI, like Python, leaves one ignored): a test's
+    Ctrl-C to a child would then be lost. A handler of this process is reset to the default
+    across exec, so one that does nothing keeps this process ignoring the signal while its
+    children get the default, as from an interactive shell."""
+    ignored = [sig for sig in STOP_SIGNALS_OF_TESTS if signal.getsignal(sig) == signal.SIG_IGN]
+    for signum in ignored:
+        signal.signal(signum, _ignore)
+    yield
+    for signum in ignored:
+        signal.signal(signum, signal.SIG_IGN)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -15,12 +15,11 @@ import argparse
 import importlib
 import signal
 import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 
 from configs.errors import StreamsegError
 from worker.process_tuning import tune_process
+from worker.runtimes.stopping import Stopped, stop_signals_as_interrupt
 
 COMMAND_MODULES = (
     "worker.commands.segment",
@@ -31,17 +30,8 @@ COMMAND_MODULES = (
     "worker.commands.annotate",
     "worker.commands.demo",
 )
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 # commands that handle stop signals themselves (an RQ worker finishes or requeues its job)
 OWN_SIGNAL_HANDLING = ("worker",)
-
-
-class Stopped(KeyboardInterrupt):
-    """A stop signal (SIGTERM, SIGHUP) raised like Ctrl-C, so the same cleanup runs."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -72,28 +62,6 @@ def build_parser() -> argparse.ArgumentParser:
             raise
         module.register(subparsers)
     return parser
-
-
-@contextmanager
-def stop_signals_as_interrupt() -> Iterator[None]:
-    """SIGTERM and SIGHUP raise :class:`Stopped` in the main thread; once one has, further
-    stop signals are ignored so that the cleanup it started is not cut short."""
-
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signals reach the main thread only
-        return
-
-    def stop(signum: int, frame: object) -> None:
-        for other in STOP_SIGNALS:
-            signal.signal(other, signal.SIG_IGN)
-        raise Stopped(signum)
-
-    previous = {signum: signal.signal(signum, stop) for signum in STOP_SIGNALS}
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -98,9 +98,12 @@ def test_queue_submits_one_job_per_video_and_exports_the_results(
     assert row(stdout, "bad")[1] == "failed" and f"job {again[0][1]}: " in row(stdout, "bad")[-1]
 
 
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_queue_follows_a_recorded_job_instead_of_submitting_again(
-    workers: WorkerFactory, davis_root: Path, tmp_path: Path, capsys
+    workers: WorkerFactory, davis_root: Path, tmp_path: Path, capsys, stop_signal: int
 ) -> None:
+    """Ctrl-C or SIGTERM while the batch follows its job: the job is reported pending (the
+    stop is taken between queue calls, never inside one), and the next run collects it."""
     mask_inputs(tmp_path, davis_root, ("bear",))
     argv = [str(arg) for arg in queue_argv(workers, tmp_path)]
     record = tmp_path / "out" / "bear" / "job.json"
@@ -124,7 +127,7 @@ def test_queue_follows_a_recorded_job_instead_of_submitting_again(
         )
         assert batch.poll() is None, batch.communicate()
         time.sleep(0.3)  # from writing job.json to polling the job: no Python-level wait
-        batch.send_signal(signal.SIGINT)
+        batch.send_signal(stop_signal)
         stdout, stderr = batch.communicate(timeout=60)
     finally:
         if batch.poll() is None:

@@ -301,6 +301,25 @@ def test_stop_signal_leaves_no_partial_file(signum, clips, tmp_path):
     assert leftovers(out) == set()
 
 
+def test_under_nohup_a_hangup_is_ignored_and_sigterm_still_stops(clips, tmp_path):
+    """``nohup streamseg ...``: started with SIGHUP ignored, the run keeps it ignored (the
+    terminal closing does not stop it), and SIGTERM still stops it cleanly."""
+    out = tmp_path / "out"
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # inherited across exec, as nohup
+    try:
+        process = start_segment(clips["long"], out)
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+    wait_for_progress(process, ENCODER_STARTED)
+    process.send_signal(signal.SIGHUP)
+    wait_for_progress(process, ENCODER_STARTED + 10)  # still tracking
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    assert "stopped by SIGTERM" in message_lines(stderr)[0]
+    assert leftovers(out) == set()
+
+
 def test_a_run_removes_the_debris_of_killed_runs(clips, tmp_path):
     out = tmp_path / "out"
     killed = start_segment(clips["long"], out)

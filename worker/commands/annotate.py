@@ -211,6 +211,7 @@ def _run_queue(args: argparse.Namespace, discovery: Discovery, options) -> int:
     from configs.settings import load_settings
     from worker.runtimes.batch.progress import QueueProgress
     from worker.runtimes.batch.queued import QueuedBatch, QueueModel, run_queued
+    from worker.runtimes.stopping import StopRequest
 
     try:
         from jobs.queue import JobQueue
@@ -226,6 +227,6 @@ def _run_queue(args: argparse.Namespace, discovery: Discovery, options) -> int:
     queue = JobQueue.connect(load_settings().queue, args.redis, args.queue_name)
     model = QueueModel(args.model, args.checkpoint, args.image_size, args.offload_memory)
     batch = QueuedBatch(queue, source, options, model)
-    with QueueProgress(enabled=not args.quiet) as progress:
-        results = list(run_queued(discovery, batch, progress))
+    with QueueProgress(enabled=not args.quiet) as progress, StopRequest() as stop:
+        results = list(run_queued(discovery, batch, progress, stop))
     return _report(results)

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from configs.errors import InputError, StreamsegError
 from jobs.output_names import TRACKS_FILE
@@ -40,6 +40,10 @@ from worker.runtimes.batch.runner import (
     problem_results,
     skipped_result,
 )
+from worker.runtimes.stopping import StopRequest
+
+if TYPE_CHECKING:
+    from jobs.spec import JobSpec
 
 JOB_RECORD = "job.json"
 FAILED_STATES = frozenset({"failed", "stopped", "canceled"})
@@ -67,12 +71,13 @@ class QueueModel:
 
 @dataclass
 class QueuedVideo:
-    """A video's job: ``new`` when this run gave it its id (recorded, not yet queued)."""
+    """A video's job. ``to_queue``: the spec of a job this run gave its id (recorded, not
+    yet queued); None for a recorded job already on the queue."""
 
     video: VideoInput
     job_id: str
     start: float
-    new: bool = False
+    to_queue: JobSpec | None = None
 
 
 @dataclass
@@ -92,7 +97,7 @@ class QueuedBatch:
     def folder(self, video: VideoInput) -> Path:
         return Path(os.path.abspath(self.options.out_dir / video.name))
 
-    def spec(self, video: VideoInput):
+    def spec(self, video: VideoInput) -> JobSpec:
         from jobs.spec import parse_spec, prompt_to_spec
 
         given = self.prompts.prompts_for(video)
@@ -128,15 +133,18 @@ class QueuedBatch:
             return QueuedVideo(video, job_id, time.perf_counter())
         job_id = uuid.uuid4().hex
         (folder / JOB_RECORD).write_text(json.dumps({"job_id": job_id}) + "\n")
-        return QueuedVideo(video, job_id, time.perf_counter(), new=True)
+        return QueuedVideo(video, job_id, time.perf_counter(), to_queue=spec)
 
     def enqueue(self, item: QueuedVideo) -> None:
         """Put a prepared new job on the queue (its record is removed if that fails)."""
+        if item.to_queue is None:
+            return
         try:
-            self.queue.submit(self.spec(item.video), job_id=item.job_id)
+            self.queue.submit(item.to_queue, job_id=item.job_id)
         except StreamsegError:
             (self.folder(item.video) / JOB_RECORD).unlink(missing_ok=True)
             raise
+        item.to_queue = None
 
     def _reusable_job(self, folder: Path, spec) -> str | None:
         try:
@@ -185,16 +193,18 @@ class QueuedBatch:
 
 
 def run_queued(
-    discovery: Discovery, batch: QueuedBatch, progress: QueueProgress
+    discovery: Discovery, batch: QueuedBatch, progress: QueueProgress, stop: StopRequest
 ) -> Iterator[VideoResult]:
-    """Submit every unfinished video, then yield each result as its job ends. A Ctrl-C at any
-    point after the first job was recorded reports every recorded job as pending."""
+    """Submit every unfinished video, then yield each result as its job ends. A stop (Ctrl-C,
+    SIGTERM, SIGHUP: ``stop``, checked between queue calls) at any point after the first job
+    was recorded reports every recorded job as pending."""
     yield from problem_results(discovery, batch.prompts)
     running: list[QueuedVideo] = []
     try:
-        yield from _submit_all(discovery, batch, running)
+        yield from _submit_all(discovery, batch, running, stop)
+        stop.check()
         progress.start(len(running))
-        yield from _follow(batch, running, progress)
+        yield from _follow(batch, running, progress, stop)
     except KeyboardInterrupt:
         for item in running:
             detail = f"job {item.job_id} left on the queue: rerun to collect it"
@@ -202,11 +212,12 @@ def run_queued(
 
 
 def _submit_all(
-    discovery: Discovery, batch: QueuedBatch, running: list[QueuedVideo]
+    discovery: Discovery, batch: QueuedBatch, running: list[QueuedVideo], stop: StopRequest
 ) -> Iterator[VideoResult]:
     """Record and queue each unfinished video's job into ``running``; yield the skipped and
     the failed. A job joins ``running`` as soon as it is recorded, before it is queued."""
     for video in discovery.videos:
+        stop.check()
         manifest = (
             None if batch.options.force else complete_manifest(batch.folder(video), batch.request)
         )
@@ -215,20 +226,24 @@ def _submit_all(
             continue
         try:
             item = batch.prepare(video)
-            running.append(item)
-            if item.new:
-                batch.enqueue(item)
         except StreamsegError as error:
-            running[:] = [queued for queued in running if queued.video is not video]
+            yield VideoResult(video.name, Status.FAILED, detail=str(error))
+            continue
+        running.append(item)
+        try:
+            batch.enqueue(item)
+        except StreamsegError as error:
+            running.remove(item)
             yield VideoResult(video.name, Status.FAILED, detail=str(error))
 
 
 def _follow(
-    batch: QueuedBatch, running: list[QueuedVideo], progress: QueueProgress
+    batch: QueuedBatch, running: list[QueuedVideo], progress: QueueProgress, stop: StopRequest
 ) -> Iterator[VideoResult]:
     """Poll the jobs of ``running`` (removing each as it ends) until none is left."""
     while running:
         for item in list(running):
+            stop.check()
             view = batch.queue.get(item.job_id)
             progress.update(item.video.name, view)
             if view.done:
@@ -237,4 +252,4 @@ def _follow(
                 progress.finished(item.video.name)
                 yield result
         if running:
-            time.sleep(batch.poll_s)
+            stop.sleep(batch.poll_s)
