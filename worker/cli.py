@@ -6,7 +6,9 @@ Each command module exposes ``register(subparsers)`` which adds its parser and s
 
 Every error reaches the user as one line and exit status 2: a ``StreamsegError`` from a
 handler, and a usage error from argparse. SIGTERM and SIGHUP stop a command as Ctrl-C does
-(the writers' context managers remove what they had started), with status 128 + signal.
+(the writers' context managers remove what they had started), with status 128 + signal; a
+signal the command was started ignoring stays ignored (``nohup``: see
+``worker.runtimes.stopping``).
 """
 
 from __future__ import annotations
