@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import signal
 import sys
 from contextlib import nullcontext
@@ -67,6 +68,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command of ``argv``; its exit status. stdout is flushed before returning, so
+    a reader that went away (``streamseg ... | head``) is seen here: see :func:`_stdout_gone`."""
+    try:
+        try:
+            return _run_command(argv)
+        finally:
+            sys.stdout.flush()
+    except BrokenPipeError:
+        return _stdout_gone()
+
+
+def _stdout_gone() -> int:
+    """stdout's reader closed it: the rest of the output is dropped without a word (stdout
+    is pointed at /dev/null, so no flush at exit fails again) and the status is 128 + SIGPIPE,
+    as for a tool the signal stopped. Files the command had finished stay complete."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
+    return 128 + signal.SIGPIPE
+
+
+def _run_command(argv: list[str] | None) -> int:
     tune_process()  # OpenMP's wait policy and the allocator's, before torch loads
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -27,6 +27,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from jobs.tracks import read_tracks
 from tests.conftest import TEST_MODEL
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -318,6 +319,28 @@ def test_under_nohup_a_hangup_is_ignored_and_sigterm_still_stops(clips, tmp_path
     assert process.returncode == 128 + signal.SIGTERM, stderr
     assert "stopped by SIGTERM" in message_lines(stderr)[0]
     assert leftovers(out) == set()
+
+
+def test_a_closed_stdout_ends_the_command_quietly(clips, tmp_path):
+    """``streamseg segment ... | head``: stdout's reader is gone before the closing summary.
+    The command exits 128 + SIGPIPE with no traceback or "Exception ignored" on stderr, and
+    its results are complete (they were written before the summary). (``--help`` into a
+    closed pipe is argparse's: it drops the text and exits 0.)"""
+    out = tmp_path / "out"
+    argv = ["segment", clips["short"], "--out", out, "--point", "1:20,30", *LITE]
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone: every write gets EPIPE
+    try:
+        result = subprocess.run(
+            streamseg_command(*argv), cwd=ROOT, stdout=write_end, stderr=subprocess.PIPE,
+            text=True, env=_env(), timeout=600,
+        )  # fmt: skip
+    finally:
+        os.close(write_end)
+    assert result.returncode == 128 + signal.SIGPIPE, result.stderr
+    assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr
+    assert leftovers(out) == set(RESULTS)
+    assert read_tracks(out / "tracks.json", finished=True).video.num_frames == 24
 
 
 def test_a_run_removes_the_debris_of_killed_runs(clips, tmp_path):
