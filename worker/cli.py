@@ -15,13 +15,19 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import signal
 import sys
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 
 from configs.errors import StreamsegError
 from worker.process_tuning import tune_process
+from worker.runtimes.std_streams import (
+    OutputFailed,
+    QuietOnFailure,
+    RaisingOnFailure,
+    discard_fd,
+    reserve_standard_fds,
+)
 from worker.runtimes.stopping import Stopped, stop_signals_as_interrupt
 
 COMMAND_MODULES = (
@@ -68,27 +74,40 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command of ``argv``; its exit status. stdout is flushed before returning, so
-    a reader that went away (``streamseg ... | head``) is seen here: see :func:`_stdout_gone`."""
+    """Run the command of ``argv``; its exit status.
+
+    The standard streams may be closed, full or gone (``worker.runtimes.std_streams``):
+    progress and messages on stderr are then dropped and the work goes on. stdout carries
+    results (a summary, a job id), so it is flushed before returning: a reader that went away
+    (``streamseg ... | head``) ends the command quietly with 128 + SIGPIPE, as for a tool the
+    signal stopped, and any other failure to write it is one line and status 2.
+    """
+    reserve_standard_fds()
+    real = sys.stdout, sys.stderr
+    sys.stderr = QuietOnFailure(sys.stderr)
+    if sys.stdout is not None:
+        sys.stdout = RaisingOnFailure(sys.stdout)
     try:
-        try:
-            return _run_command(argv)
-        finally:
+        code = _run_command(argv)
+        if sys.stdout is not None:
             sys.stdout.flush()
-    except BrokenPipeError:
-        return _stdout_gone()
-
-
-def _stdout_gone() -> int:
-    """stdout's reader closed it: the rest of the output is dropped without a word (stdout
-    is pointed at /dev/null, so no flush at exit fails again) and the status is 128 + SIGPIPE,
-    as for a tool the signal stopped. Files the command had finished stay complete."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, sys.stdout.fileno())
+        return code
+    except OutputFailed as failed:
+        return _output_failed(failed.error, real[0])
     finally:
-        os.close(devnull)
-    return 128 + signal.SIGPIPE
+        sys.stdout, sys.stderr = real
+
+
+def _output_failed(error: OSError, stdout) -> int:
+    """stdout could not be written: 128 + SIGPIPE, quietly, when its reader went away;
+    otherwise one line and status 2. Its descriptor then points at /dev/null, so that the
+    interpreter's flush at exit does not fail again."""
+    with suppress(OSError, ValueError):
+        discard_fd(stdout.fileno())
+    if isinstance(error, BrokenPipeError):
+        return 128 + signal.SIGPIPE
+    print(f"streamseg: error: cannot write the output: {error.strerror}", file=sys.stderr)
+    return 2
 
 
 def _run_command(argv: list[str] | None) -> int:

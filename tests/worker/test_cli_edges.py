@@ -321,6 +321,37 @@ def test_under_nohup_a_hangup_is_ignored_and_sigterm_still_stops(clips, tmp_path
     assert leftovers(out) == set()
 
 
+@pytest.mark.parametrize(
+    ("redirect", "code", "message"),
+    [
+        ("2>&-", 0, None),  # a daemon with stderr closed
+        ("2>/dev/full", 0, None),  # a full log volume: the progress bar cannot be written
+        ("1>&-", 0, None),
+        (">/dev/full", 2, "streamseg: error: cannot write the output: No space left on device"),
+    ],
+    ids=["stderr-closed", "stderr-full", "stdout-closed", "stdout-full"],
+)
+def test_unusable_standard_streams_do_not_stop_the_work(redirect, code, message, clips, tmp_path):
+    """Progress and messages are for a person watching: a closed or failing stderr is
+    skipped and the run completes; stdout carries the result summary, so failing to write
+    it is one line and status 2 (the results themselves are complete either way)."""
+    out = tmp_path / "out"
+    command = streamseg_command(
+        "segment", clips["short"], "--out", out, "--point", "1:20,30", *LITE
+    )
+    result = subprocess.run(
+        ["sh", "-c", f'exec "$@" {redirect}', "sh", *command], cwd=ROOT, capture_output=True,
+        text=True, env=_env(), timeout=600,
+    )  # fmt: skip
+    stderr = result.stderr
+    assert result.returncode == code, stderr
+    assert "Traceback" not in stderr
+    if message is not None:
+        assert message_lines(stderr) == [message]
+    assert leftovers(out) == set(RESULTS)
+    assert read_tracks(out / "tracks.json", finished=True).video.num_frames == 24
+
+
 def test_a_closed_stdout_ends_the_command_quietly(clips, tmp_path):
     """``streamseg segment ... | head``: stdout's reader is gone before the closing summary.
     The command exits 128 + SIGPIPE with no traceback or "Exception ignored" on stderr, and
