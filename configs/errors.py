@@ -27,3 +27,10 @@ class OutputError(InputError):
 
 class TransientError(StreamsegError):
     """A failure worth retrying (storage or network unreachable)."""
+
+
+class ReadInterrupted(KeyboardInterrupt):
+    """A read of the input was cut short by a signal (FFmpeg's call returned EINTR, and PyAV
+    raised its own error in place of whatever the signal's handler raised): not bad input.
+    The command line reports the stop the signal asked for; a queue job goes back on the
+    queue (a shutdown) or is retried."""

@@ -28,7 +28,7 @@ from worker.runtimes.std_streams import (
     discard_fd,
     reserve_standard_fds,
 )
-from worker.runtimes.stopping import Stopped, stop_signals_as_interrupt
+from worker.runtimes.stopping import Stopped, StopRecord, stop_signals_as_interrupt
 
 COMMAND_MODULES = (
     "worker.commands.segment",
@@ -115,22 +115,21 @@ def _run_command(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     own = args.command in OWN_SIGNAL_HANDLING
+    record = StopRecord()
     try:
-        with nullcontext() if own else stop_signals_as_interrupt():
+        with nullcontext(record) if own else stop_signals_as_interrupt() as record:
             return int(args.handler(args) or 0)
     except StreamsegError as error:
         print(f"streamseg: error: {_one_line(error)}", file=sys.stderr)
         return 2
-    except Stopped as stopped:
-        print(
-            f"streamseg: stopped by {signal.Signals(stopped.signum).name}; "
-            "no output was marked complete",
-            file=sys.stderr,
-        )
-        return 128 + stopped.signum
-    except KeyboardInterrupt:
-        print("streamseg: interrupted; no output was marked complete", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as interrupt:
+        signum = interrupt.signum if isinstance(interrupt, Stopped) else record.signum
+        if signum is None:
+            print("streamseg: interrupted; no output was marked complete", file=sys.stderr)
+            return 130
+        name = signal.Signals(signum).name
+        print(f"streamseg: stopped by {name}; no output was marked complete", file=sys.stderr)
+        return 128 + signum
 
 
 def _one_line(error: BaseException) -> str:

@@ -29,6 +29,7 @@ from PIL import Image
 
 from jobs.tracks import read_tracks
 from tests.conftest import TEST_MODEL
+from tests.support.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 LITE = ["--model", "lite", "--image-size", "64"]
@@ -372,6 +373,51 @@ def test_a_closed_stdout_ends_the_command_quietly(clips, tmp_path):
     assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr
     assert leftovers(out) == set(RESULTS)
     assert read_tracks(out / "tracks.json", finished=True).video.num_frames == 24
+
+
+@pytest.mark.parametrize(
+    ("signum", "message"),
+    [
+        (signal.SIGTERM, "streamseg: stopped by SIGTERM; no output was marked complete"),
+        (signal.SIGINT, "streamseg: interrupted; no output was marked complete"),
+    ],
+    ids=["SIGTERM", "SIGINT"],
+)
+def test_a_stop_while_waiting_for_a_fifo_is_a_stop_not_a_bad_video(signum, message, tmp_path):
+    """A FIFO with no writer blocks the open; a stop signal then makes FFmpeg's call return
+    EINTR, and PyAV raises its own error in place of the handler's. That is reported as the
+    stop it was, with 128 + the signal, not as "not a readable video" (status 2)."""
+    fifo = tmp_path / "camera.fifo"
+    os.mkfifo(fifo)
+    out = tmp_path / "out"
+    process = subprocess.Popen(
+        streamseg_command("segment", fifo, "--out", out, "--point", "1:20,30", *LITE),
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env(),
+    )  # fmt: skip
+    try:
+        wait_for(
+            lambda: process.poll() is not None or _waits_on_a_fifo(process.pid),
+            timeout=300,
+            what="streamseg to block opening the FIFO",
+        )
+        assert process.poll() is None, process.communicate()
+        process.send_signal(signum)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 128 + signum, stderr
+    assert message_lines(stderr) == [message]
+    assert leftovers(out) == set()
+
+
+def _waits_on_a_fifo(pid: int) -> bool:
+    """Whether process ``pid`` is blocked opening a FIFO that has no writer (Linux)."""
+    try:
+        return Path(f"/proc/{pid}/wchan").read_text() == "wait_for_partner"
+    except OSError:
+        return False
 
 
 def test_a_run_removes_the_debris_of_killed_runs(clips, tmp_path):

@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from types import FrameType
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
@@ -60,22 +61,33 @@ def _restore(previous: dict[int, object]) -> None:
         signal.signal(signum, handler)
 
 
+@dataclass
+class StopRecord:
+    """The stop signal :func:`stop_signals_as_interrupt` raised for, if any. A library can
+    swallow the exception a handler raised inside it (PyAV turns it into its own
+    ``InterruptedError``); what was asked for is still known here."""
+
+    signum: int | None = None
+
+
 @contextmanager
-def stop_signals_as_interrupt() -> Iterator[None]:
+def stop_signals_as_interrupt() -> Iterator[StopRecord]:
     """SIGTERM and SIGHUP raise :class:`Stopped` in the main thread; once one has, further
     stop signals are ignored so that the cleanup it started is not cut short."""
+    record = StopRecord()
     if not _in_main_thread():
-        yield
+        yield record
         return
 
     def stop(signum: int, frame: FrameType | None) -> None:
         for other in STOP_SIGNALS:
             signal.signal(other, signal.SIG_IGN)
+        record.signum = signum
         raise Stopped(signum)
 
     previous = _install(STOP_SIGNALS, stop)
     try:
-        yield
+        yield record
     finally:
         _restore(previous)
 

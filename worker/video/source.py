@@ -42,7 +42,7 @@ import numpy as np
 import simplejpeg
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from configs.errors import VideoDecodeError
+from configs.errors import ReadInterrupted, VideoDecodeError
 from jobs.media import Frame, VideoInfo
 from jobs.urls import is_url
 
@@ -209,6 +209,7 @@ class _AvVideoSource(VideoSource):
             try:
                 frames = self._stream.decode(packet)
             except av.FFmpegError as error:
+                _raise_if_interrupted(error)
                 raise VideoDecodeError(
                     f"cannot decode frame {self._produced} of {self._source}: {_reason(error)}"
                 ) from None
@@ -242,6 +243,7 @@ class _AvVideoSource(VideoSource):
             try:
                 packet = next(packets, None)
             except av.FFmpegError as error:
+                _raise_if_interrupted(error)
                 raise self._truncated(self._produced, _reason(error)) from None
             if packet is None:
                 return
@@ -289,6 +291,7 @@ def _open_container(source: str) -> av.container.InputContainer:
     except av.EOFError:
         raise VideoDecodeError(f"no frames in video {source} (the file ends early)") from None
     except (av.FFmpegError, OSError) as error:
+        _raise_if_interrupted(error)
         raise VideoDecodeError(f"not a readable video: {source} ({_reason(error)})") from None
 
 
@@ -381,6 +384,14 @@ def _stream_fps(stream: av.VideoStream) -> float:
     if stream.frames and stream.duration and stream.time_base:
         return stream.frames / float(stream.duration * stream.time_base)
     return _FALLBACK_FPS
+
+
+def _raise_if_interrupted(error: Exception) -> None:
+    """A read that a signal interrupted is not bad input: FFmpeg's call returned EINTR and
+    PyAV raised ``InterruptedError`` in place of whatever the signal's handler raised (a
+    stop, Ctrl-C). It is raised as the interruption it was."""
+    if isinstance(error, InterruptedError):
+        raise ReadInterrupted(f"interrupted while reading the video: {_reason(error)}")
 
 
 def _reason(error: Exception) -> str:

@@ -28,7 +28,7 @@ from pathlib import Path
 from rq import get_current_job
 from rq.job import Job, validate_job_id
 
-from configs.errors import InputError, OutputError, StreamsegError
+from configs.errors import InputError, OutputError, ReadInterrupted, StreamsegError, TransientError
 from configs.settings import QueueSettings, TrackerSettings, load_settings
 from jobs.output_names import OVERLAY_FILE, TRACKS_FILE
 from jobs.prompts import Prompt, merge_prompts
@@ -165,6 +165,10 @@ class JobRunner:
                 self._clear(store)  # this job will not resume
                 self._remove_if_created(output)
                 raise
+            except ReadInterrupted as interrupted:  # a signal, not the input: run it again
+                if shutdown_requested.is_set():
+                    raise WorkerStopping(f"worker shutting down: {interrupted}") from None
+                raise TransientError(str(interrupted)) from None
             self.fence.check("publishing the outputs")
             manifest = self._publish(output, scratch / "out", summary)
         self._clear(store)
