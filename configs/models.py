@@ -69,6 +69,13 @@ DEFAULT_PRECISION = "auto"
 # 1080p frame under about 1.5 GB of masks and bank and a frame's work bounded.
 MAX_OBJECTS = 256
 
+# The largest frame a source may have, in pixels: DCI 8K's area (8192 x 4320, 35.4 MP), in any
+# shape. Every frame is decoded, masked and drawn at source resolution, and the lite engine's
+# edge refinement takes ~250 bytes a pixel: 8.3 GB at 7680 x 4320, measured, while a 4.5 MB
+# 12000 x 12000 MJPEG took the process past 24 GB and was OOM-killed. Larger sources are
+# refused with one line when they are opened, before a model loads.
+MAX_SOURCE_PIXELS = 8192 * 4320
+
 # Objects run through SAM 2's heads together, at most this many per pass: bounds the
 # activation memory of one pass (it grows with the batch) and lets progress move within a
 # frame with many objects.

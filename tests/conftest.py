@@ -13,7 +13,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-STOP_SIGNALS_OF_TESTS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def shared_data_dir() -> Path | None:
@@ -56,9 +55,12 @@ def _children_get_default_stop_signals() -> Iterator[None]:
     starts with SIGINT or SIGHUP ignored, and every child it starts would inherit that (exec
     keeps an ignored signal ignored, and the CLI, like Python, leaves one ignored): a test's
     Ctrl-C to a child would then be lost. A handler of this process is reset to the default
-    across exec, so one that does nothing keeps this process ignoring the signal while its
-    children get the default, as from an interactive shell."""
-    ignored = [sig for sig in STOP_SIGNALS_OF_TESTS if signal.getsignal(sig) == signal.SIG_IGN]
+    across exec, so one that does nothing lets the children get the default, as from an
+    interactive shell, while a signal to this process still stops nothing (it is delivered,
+    though: a blocking call in this process may then return EINTR)."""
+    from worker.runtimes.stopping import StopRequest
+
+    ignored = [sig for sig in StopRequest.SIGNALS if signal.getsignal(sig) == signal.SIG_IGN]
     for signum in ignored:
         signal.signal(signum, _ignore)
     yield

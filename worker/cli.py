@@ -88,14 +88,22 @@ def main(argv: list[str] | None = None) -> int:
     if sys.stdout is not None:
         sys.stdout = RaisingOnFailure(sys.stdout)
     try:
-        code = _run_command(argv)
-        if sys.stdout is not None:
-            sys.stdout.flush()
+        try:
+            code = _run_command(argv)
+        except SystemExit as exit_:  # argparse: --help, --version, usage errors
+            _flush(sys.stdout)
+            raise exit_ from None
+        _flush(sys.stdout)
         return code
     except OutputFailed as failed:
         return _output_failed(failed.error, real[0])
     finally:
         sys.stdout, sys.stderr = real
+
+
+def _flush(stream) -> None:
+    if stream is not None:
+        stream.flush()
 
 
 def _output_failed(error: OSError, stdout) -> int:

@@ -13,7 +13,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -126,7 +125,6 @@ def test_queue_follows_a_recorded_job_instead_of_submitting_again(
             what="the batch to submit its job",
         )
         assert batch.poll() is None, batch.communicate()
-        time.sleep(0.3)  # from writing job.json to polling the job: no Python-level wait
         batch.send_signal(stop_signal)
         stdout, stderr = batch.communicate(timeout=60)
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 
 def wait_until(predicate, timeout: float, interval: float = 0.05):
@@ -22,3 +23,12 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
     if not value:
         raise TimeoutError(f"timed out waiting for {what}")
     return value
+
+
+def blocked_opening_a_fifo(pid: int) -> bool:
+    """Whether process ``pid`` is blocked opening a FIFO that has no writer yet (Linux: the
+    kernel's wait channel for it)."""
+    try:
+        return Path(f"/proc/{pid}/wchan").read_text() == "wait_for_partner"
+    except OSError:
+        return False

@@ -29,7 +29,7 @@ from PIL import Image
 
 from jobs.tracks import read_tracks
 from tests.conftest import TEST_MODEL
-from tests.support.waiting import wait_for
+from tests.support.waiting import blocked_opening_a_fifo, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 LITE = ["--model", "lite", "--image-size", "64"]
@@ -353,24 +353,29 @@ def test_unusable_standard_streams_do_not_stop_the_work(redirect, code, message,
     assert read_tracks(out / "tracks.json", finished=True).video.num_frames == 24
 
 
-def test_a_closed_stdout_ends_the_command_quietly(clips, tmp_path):
-    """``streamseg segment ... | head``: stdout's reader is gone before the closing summary.
-    The command exits 128 + SIGPIPE with no traceback or "Exception ignored" on stderr, and
-    its results are complete (they were written before the summary). (``--help`` into a
-    closed pipe is argparse's: it drops the text and exits 0.)"""
+@pytest.mark.parametrize("unbuffered", ["", "1"], ids=["buffered", "unbuffered"])
+@pytest.mark.parametrize("run", [True, False], ids=["segment-run", "help"])
+def test_a_closed_stdout_ends_the_command_quietly(run, unbuffered, clips, tmp_path):
+    """``streamseg segment ... | head``: stdout's reader is gone before the closing summary
+    (or the help text). The command exits 128 + SIGPIPE with no traceback or "Exception
+    ignored" on stderr, and a run's results are complete (written before the summary);
+    whether Python buffers stdout or not."""
     out = tmp_path / "out"
     argv = ["segment", clips["short"], "--out", out, "--point", "1:20,30", *LITE]
+    argv = argv if run else ["segment", "--help"]
     read_end, write_end = os.pipe()
     os.close(read_end)  # the reader is gone: every write gets EPIPE
     try:
         result = subprocess.run(
             streamseg_command(*argv), cwd=ROOT, stdout=write_end, stderr=subprocess.PIPE,
-            text=True, env=_env(), timeout=600,
+            text=True, env=dict(_env(), PYTHONUNBUFFERED=unbuffered), timeout=600,
         )  # fmt: skip
     finally:
         os.close(write_end)
     assert result.returncode == 128 + signal.SIGPIPE, result.stderr
     assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr
+    if not run:
+        return
     assert leftovers(out) == set(RESULTS)
     assert read_tracks(out / "tracks.json", finished=True).video.num_frames == 24
 
@@ -396,7 +401,7 @@ def test_a_stop_while_waiting_for_a_fifo_is_a_stop_not_a_bad_video(signum, messa
     )  # fmt: skip
     try:
         wait_for(
-            lambda: process.poll() is not None or _waits_on_a_fifo(process.pid),
+            lambda: process.poll() is not None or blocked_opening_a_fifo(process.pid),
             timeout=300,
             what="streamseg to block opening the FIFO",
         )
@@ -410,14 +415,6 @@ def test_a_stop_while_waiting_for_a_fifo_is_a_stop_not_a_bad_video(signum, messa
     assert process.returncode == 128 + signum, stderr
     assert message_lines(stderr) == [message]
     assert leftovers(out) == set()
-
-
-def _waits_on_a_fifo(pid: int) -> bool:
-    """Whether process ``pid`` is blocked opening a FIFO that has no writer (Linux)."""
-    try:
-        return Path(f"/proc/{pid}/wchan").read_text() == "wait_for_partner"
-    except OSError:
-        return False
 
 
 def test_a_run_removes_the_debris_of_killed_runs(clips, tmp_path):

@@ -280,7 +280,8 @@ def _announce(args: argparse.Namespace, server, tls) -> None:
 @contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
     """SIGTERM (service managers, ``docker stop``) stops the session like Ctrl-C: saved."""
-    if threading.current_thread() is not threading.main_thread():
+    ignored = signal.getsignal(signal.SIGTERM) == signal.SIG_IGN  # started so: kept so
+    if ignored or threading.current_thread() is not threading.main_thread():
         yield
         return
 

@@ -31,10 +31,7 @@ def reserve_standard_fds() -> None:
         try:
             os.fstat(fd)
         except OSError:
-            opened = os.open(os.devnull, os.O_RDWR)
-            if opened != fd:  # a lower one was free after all: keep none but ``fd``
-                os.dup2(opened, fd)
-                os.close(opened)
+            os.open(os.devnull, os.O_RDWR)  # the lowest free descriptor: ``fd``
 
 
 def discard_fd(fd: int) -> None:
@@ -94,37 +91,41 @@ class QuietOnFailure(io.TextIOBase):
         self.stream = stream
 
     def write(self, text: str) -> int:
-        if self.stream is not None:
+        stream = self.stream  # once: another thread may give up in between
+        if stream is not None:
             try:
-                self.stream.write(text)
+                stream.write(text)
             except (OSError, ValueError):  # ValueError: a closed file object
-                self._give_up()
+                self._give_up(stream)
         return len(text)
 
     def flush(self) -> None:
-        if self.stream is not None:
+        stream = self.stream
+        if stream is not None:
             try:
-                self.stream.flush()
+                stream.flush()
             except (OSError, ValueError):
-                self._give_up()
+                self._give_up(stream)
 
     def isatty(self) -> bool:
+        stream = self.stream
         try:
-            return self.stream is not None and self.stream.isatty()
+            return stream is not None and stream.isatty()
         except (OSError, ValueError):
             return False
 
     def fileno(self) -> int:
-        if self.stream is None:
+        stream = self.stream
+        if stream is None:
             raise io.UnsupportedOperation("the stream is gone")
-        return self.stream.fileno()
+        return stream.fileno()
 
     @property
     def encoding(self) -> str:
         return getattr(self.stream, "encoding", None) or "utf-8"
 
-    def _give_up(self) -> None:
-        stream, self.stream = self.stream, None
+    def _give_up(self, stream: TextIO) -> None:
+        self.stream = None
         try:
             fd = stream.fileno()
         except (OSError, ValueError, AttributeError):

@@ -95,8 +95,8 @@ def stop_signals_as_interrupt() -> Iterator[StopRecord]:
 class StopRequest:
     """A context manager: while it is open, Ctrl-C, SIGTERM and SIGHUP ask for a stop that
     :meth:`check` raises (``KeyboardInterrupt`` or :class:`Stopped`), and a second signal
-    raises at once. Outside the main thread it installs nothing: ``check`` never raises;
-    nor for a signal ignored when it opens.
+    raises at once (later ones are then ignored until it closes). Outside the main thread it
+    installs nothing (``check`` never raises), nor for a signal ignored when it opens.
 
     The handler only stores an int: no lock, no ``threading.Event`` (whose ``set`` takes a
     lock the interrupted main thread may hold)."""
@@ -133,6 +133,8 @@ class StopRequest:
         self.check()
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        if self.signum is not None:
+        if self.signum is not None:  # the second: at once, and no more during the cleanup
+            for taken in self._previous:
+                signal.signal(taken, signal.SIG_IGN)
             raise interrupt_for(self.signum)
         self.signum = signum

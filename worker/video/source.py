@@ -32,6 +32,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -43,6 +44,7 @@ import simplejpeg
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from configs.errors import ReadInterrupted, VideoDecodeError
+from configs.models import MAX_SOURCE_PIXELS
 from jobs.media import Frame, VideoInfo
 from jobs.urls import is_url
 
@@ -87,15 +89,29 @@ def open_video(source: str | os.PathLike[str], *, fps: float | None = None) -> V
     if fps is not None and not (fps > 0 and np.isfinite(fps)):
         raise VideoDecodeError(f"frame rate must be a positive number, got {fps}")
     if is_url(text):
-        return _AvVideoSource(text)
+        return _within_size_limit(_AvVideoSource(text), text)
     path = Path(text)
     if path.is_dir():
-        return _ImageFolderSource(path, DEFAULT_IMAGE_FPS if fps is None else fps)
+        folder = _ImageFolderSource(path, DEFAULT_IMAGE_FPS if fps is None else fps)
+        return _within_size_limit(folder, text)
     if not path.exists():
         raise VideoDecodeError(f"no such file: {text}")
     if path.is_file() and path.stat().st_size == 0:
         raise VideoDecodeError(f"empty file: {text}")
-    return _AvVideoSource(text)
+    return _within_size_limit(_AvVideoSource(text), text)
+
+
+def _within_size_limit(video: VideoSource, text: str) -> VideoSource:
+    """``video``, if its frames are at most ``MAX_SOURCE_PIXELS``; else closed, and refused."""
+    width, height = video.info.width, video.info.height
+    if width * height <= MAX_SOURCE_PIXELS:
+        return video
+    video.close()
+    raise VideoDecodeError(
+        f"{text} is {width}x{height} ({width * height / 1e6:.1f} MP): frames over "
+        f"{MAX_SOURCE_PIXELS / 1e6:.1f} MP (8192x4320) are not supported; scale it down first "
+        "(e.g. ffmpeg -i IN -vf scale=-2:2160 OUT)"
+    )
 
 
 # --- display orientation -----------------------------------------------------------------
@@ -389,8 +405,10 @@ def _stream_fps(stream: av.VideoStream) -> float:
 def _raise_if_interrupted(error: Exception) -> None:
     """A read that a signal interrupted is not bad input: FFmpeg's call returned EINTR and
     PyAV raised ``InterruptedError`` in place of whatever the signal's handler raised (a
-    stop, Ctrl-C). It is raised as the interruption it was."""
-    if isinstance(error, InterruptedError):
+    stop, Ctrl-C). It is raised as the interruption it was. (Signal handlers run in the main
+    thread only: in another thread the error stays a read error.)"""
+    main = threading.current_thread() is threading.main_thread()
+    if isinstance(error, InterruptedError) and main:
         raise ReadInterrupted(f"interrupted while reading the video: {_reason(error)}")
 
 

@@ -14,11 +14,8 @@ from worker.runtimes.stopping import Stopped, StopRequest, stop_signals_as_inter
 
 
 def deliver(signum: int) -> None:
-    """Send ``signum`` to this process and let its Python handler run (it runs in the main
-    thread between bytecodes, so right after ``os.kill`` returns here)."""
-    os.kill(os.getpid(), signum)
-    for _ in range(100):
-        time.sleep(0.001)
+    """Raise ``signum`` in this process: its Python handler has run when this returns."""
+    signal.raise_signal(signum)
 
 
 @pytest.mark.parametrize(

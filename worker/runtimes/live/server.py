@@ -33,6 +33,7 @@ import logging
 import math
 import socket
 import ssl
+import sys
 import threading
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -433,7 +434,7 @@ def _ignore_disconnects(loop: asyncio.AbstractEventLoop, context: dict) -> None:
     error = context.get("exception")
     if isinstance(error, ConnectionError | ssl.SSLError):
         return
-    print(f"streamseg live: server: {context.get('message')}: {error!r}", flush=True)
+    print(f"streamseg live: server: {context.get('message')}: {error!r}", file=sys.stderr)
 
 
 def _quiet_aiohttp_logs() -> None:

@@ -137,6 +137,7 @@ class JobRunner:
         self.digest = self.spec.digest()
         self._deadline: float | None = None
         self._created_output = False  # the probe made the (local) output folder
+        self._started = time.monotonic()
 
     def run(self) -> Manifest:
         self.fence = AttemptFence.take(self.job.connection, self.job.id)
@@ -160,15 +161,14 @@ class JobRunner:
         self.retrier.call("cannot clear the old manifest", lambda: remove(output, MANIFEST_NAME))
         with self._scratch() as scratch:
             try:
-                summary = self._segment(scratch, store)
+                try:
+                    summary = self._segment(scratch, store)
+                except ReadInterrupted as interrupted:  # a signal, not the input
+                    raise self._interruption(interrupted) from None
             except (Cancelled, InputError, JobTimedOut):
                 self._clear(store)  # this job will not resume
                 self._remove_if_created(output)
                 raise
-            except ReadInterrupted as interrupted:  # a signal, not the input: run it again
-                if shutdown_requested.is_set():
-                    raise WorkerStopping(f"worker shutting down: {interrupted}") from None
-                raise TransientError(str(interrupted)) from None
             self.fence.check("publishing the outputs")
             manifest = self._publish(output, scratch / "out", summary)
         self._clear(store)
@@ -260,6 +260,17 @@ class JobRunner:
         )
 
     # ----- helpers -------------------------------------------------------------------------
+    def _interruption(self, interrupted: ReadInterrupted) -> StreamsegError:
+        """What a read of the video cut short by a signal means in this worker, whose own
+        handlers do not raise (PyAV raised in their place): a shutdown (requeued), RQ's job
+        timeout (its SIGALRM: timed out, not retried), or anything else (retried)."""
+        if shutdown_requested.is_set():
+            return WorkerStopping(f"worker shutting down: {interrupted}")
+        timeout = self.job.timeout
+        if timeout is not None and 0 < timeout <= time.monotonic() - self._started + 1:
+            return JobTimedOut(f"timed out after {timeout} s: {interrupted}")
+        return TransientError(str(interrupted))
+
     def _should_stop(self) -> bool:
         """Between frames: superseded? cancelled? past the deadline this video's length allows?"""
         progress = self.reporter.meta.progress
