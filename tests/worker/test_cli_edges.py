@@ -417,6 +417,43 @@ def test_a_stop_while_waiting_for_a_fifo_is_a_stop_not_a_bad_video(signum, messa
     assert leftovers(out) == set()
 
 
+def _oversized_mjpeg(path: Path, width: int, height: int) -> Path:
+    """Two flat frames of MJPEG: a few hundred KB on disk, ``width`` x ``height`` decoded."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mjpeg", rate=1)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuvj420p"
+        frame = av.VideoFrame(width, height, "yuvj420p")
+        for plane in frame.planes:
+            plane.update(bytes([128]) * plane.buffer_size)
+        for pts in range(2):
+            frame.pts = pts
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return path
+
+
+def _oversized_folder(path: Path, width: int, height: int) -> Path:
+    path.mkdir()
+    Image.new("RGB", (width, height), (90, 120, 150)).save(path / "00000.png")
+    return path
+
+
+@pytest.mark.parametrize("make", [_oversized_mjpeg, _oversized_folder], ids=["mjpeg", "images"])
+def test_a_source_over_the_frame_size_limit_is_refused_at_once(make, tmp_path):
+    """A small file that decodes to huge frames (12000 x 12000 MJPEG took a lite run past
+    24 GB and was OOM-killed): refused with one line before a model loads, nothing left."""
+    from configs.models import MAX_SOURCE_PIXELS
+
+    width, height = 8200, 4400  # just over 8192 x 4320 in area
+    assert width * height > MAX_SOURCE_PIXELS
+    suffix = ".mkv" if make is _oversized_mjpeg else ""
+    source = make(tmp_path / f"huge{suffix}", width, height)
+    out = tmp_path / "out"
+    result = run_streamseg("segment", source, "--out", out, "--point", "1:20,30", *LITE)
+    assert_one_line_error(result, f"is {width}x{height} (36.1 MP): frames over 35.4 MP")
+    assert leftovers(out) == set()
+
+
 def test_a_run_removes_the_debris_of_killed_runs(clips, tmp_path):
     out = tmp_path / "out"
     killed = start_segment(clips["long"], out)
