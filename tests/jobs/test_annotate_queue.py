@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import PROJECT_ROOT, frames_folder
-from tests.jobs.conftest import WorkerFactory, wait_for
+from tests.jobs.conftest import WorkerFactory
 from tests.support.cli import box_mask_png, row, run_cli
+from tests.support.waiting import signal_when_ready
 from worker.runtimes.batch.manifest import OutputRequest, complete_manifest
 
 CLIP = 3  # frames per DAVIS clip
@@ -115,22 +116,10 @@ def test_queue_follows_a_recorded_job_instead_of_submitting_again(
         stderr=subprocess.PIPE,
         text=True,
     )
-    try:
-        wait_for(  # recorded, then queued: the record is written first
-            lambda: (
-                batch.poll() is not None
-                or (record.is_file() and record.read_text() and submitted(workers))
-            ),
-            timeout=120,
-            what="the batch to submit its job",
-        )
-        assert batch.poll() is None, batch.communicate()
-        batch.send_signal(stop_signal)
-        stdout, stderr = batch.communicate(timeout=60)
-    finally:
-        if batch.poll() is None:
-            batch.kill()
-            batch.wait()
+    stdout, stderr = signal_when_ready(  # recorded, then queued: the record is written first
+        batch, lambda: record.is_file() and record.read_text() and submitted(workers),
+        stop_signal, "the batch to submit its job", ready_s=120, exit_s=60,
+    )  # fmt: skip
     assert batch.returncode == 130, stderr
     [(name, job_id)] = submitted(workers)
     assert name == "bear"

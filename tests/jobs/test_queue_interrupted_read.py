@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import os
 import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
 
 from configs.settings import load_settings
 from jobs.queue import JobQueue
@@ -14,15 +18,30 @@ from tests.jobs.conftest import spec_dict, wait_for
 from tests.support.waiting import blocked_opening_a_fifo
 
 
-def test_a_warm_shutdown_while_the_source_blocks_requeues_the_job(
-    workers, sam2_checkpoint, tmp_path
-):
+@dataclass
+class FifoJob:
+    """A worker, its queue, and the FIFO (no writer) that jobs read from."""
+
+    worker: object
+    jobs: JobQueue
+    fifo: Path
+
+
+@pytest.fixture
+def fifo_job(workers, tmp_path) -> FifoJob:
     fifo = tmp_path / "camera.fifo"
     os.mkfifo(fifo)
     worker = workers.start()
     workers.wait_registered(1)
     jobs = JobQueue.connect(load_settings().queue, workers.redis_url, workers.queue)
-    job = jobs.submit(spec_dict(fifo, tmp_path / "out", sam2_checkpoint))
+    return FifoJob(worker, jobs, fifo)
+
+
+def test_a_warm_shutdown_while_the_source_blocks_requeues_the_job(
+    fifo_job, sam2_checkpoint, tmp_path
+):
+    worker, jobs = fifo_job.worker, fifo_job.jobs
+    job = jobs.submit(spec_dict(fifo_job.fifo, tmp_path / "out", sam2_checkpoint))
     wait_for(lambda: blocked_opening_a_fifo(worker.process.pid), 300, "the job to open the FIFO")
 
     worker.process.send_signal(signal.SIGTERM)
@@ -34,14 +53,10 @@ def test_a_warm_shutdown_while_the_source_blocks_requeues_the_job(
 
 
 def test_a_job_timeout_while_the_source_blocks_fails_it_as_timed_out(
-    workers, sam2_checkpoint, tmp_path
+    fifo_job, sam2_checkpoint, tmp_path
 ):
-    fifo = tmp_path / "camera.fifo"
-    os.mkfifo(fifo)
-    worker = workers.start()
-    workers.wait_registered(1)
-    jobs = JobQueue.connect(load_settings().queue, workers.redis_url, workers.queue)
-    job = jobs.submit(spec_dict(fifo, tmp_path / "out", sam2_checkpoint, timeout_s=5))
+    worker, jobs = fifo_job.worker, fifo_job.jobs
+    job = jobs.submit(spec_dict(fifo_job.fifo, tmp_path / "out", sam2_checkpoint, timeout_s=5))
     final = jobs.follow(job.id, poll_s=0.2, timeout_s=300)
     assert final.state == "failed", worker.log()[-3000:]
     assert final.meta.error is not None and final.meta.error.kind == "timeout"

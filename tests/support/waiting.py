@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 from pathlib import Path
 
@@ -32,3 +33,20 @@ def blocked_opening_a_fifo(pid: int) -> bool:
         return Path(f"/proc/{pid}/wchan").read_text() == "wait_for_partner"
     except OSError:
         return False
+
+
+def signal_when_ready(
+    process: subprocess.Popen, ready, signum: int, what: str, ready_s: float, exit_s: float
+) -> tuple[str, str]:
+    """Wait (up to ``ready_s``) until ``ready()`` holds for the running ``process``, send it
+    ``signum`` and collect its (stdout, stderr) as it exits (within ``exit_s``); the process
+    is killed on any failure, so no test leaves one behind."""
+    try:
+        wait_for(lambda: process.poll() is not None or ready(), timeout=ready_s, what=what)
+        assert process.poll() is None, process.communicate()
+        process.send_signal(signum)
+        return process.communicate(timeout=exit_s)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

@@ -29,7 +29,7 @@ from PIL import Image
 
 from jobs.tracks import read_tracks
 from tests.conftest import TEST_MODEL
-from tests.support.waiting import blocked_opening_a_fifo, wait_for
+from tests.support.waiting import blocked_opening_a_fifo, signal_when_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 LITE = ["--model", "lite", "--image-size", "64"]
@@ -399,19 +399,10 @@ def test_a_stop_while_waiting_for_a_fifo_is_a_stop_not_a_bad_video(signum, messa
         streamseg_command("segment", fifo, "--out", out, "--point", "1:20,30", *LITE),
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env(),
     )  # fmt: skip
-    try:
-        wait_for(
-            lambda: process.poll() is not None or blocked_opening_a_fifo(process.pid),
-            timeout=300,
-            what="streamseg to block opening the FIFO",
-        )
-        assert process.poll() is None, process.communicate()
-        process.send_signal(signum)
-        _, stderr = process.communicate(timeout=120)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    _, stderr = signal_when_ready(
+        process, lambda: blocked_opening_a_fifo(process.pid), signum,
+        "streamseg to block opening the FIFO", ready_s=300, exit_s=120,
+    )  # fmt: skip
     assert process.returncode == 128 + signum, stderr
     assert message_lines(stderr) == [message]
     assert leftovers(out) == set()

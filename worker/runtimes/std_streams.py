@@ -52,13 +52,34 @@ class OutputFailed(Exception):
         self.error = error
 
 
-class RaisingOnFailure(io.TextIOBase):
-    """Stands in for ``sys.stdout``: writes and flushes go to ``stream``; a failure is raised
-    as :class:`OutputFailed`, so that the command can tell it from any other OSError."""
+class _StandIn(io.TextIOBase):
+    """A text stream in place of a standard one, ``stream`` (None: gone)."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO | None) -> None:
         super().__init__()
         self.stream = stream
+
+    def isatty(self) -> bool:
+        stream = self.stream  # once: another thread may drop it in between
+        try:
+            return stream is not None and stream.isatty()
+        except (OSError, ValueError):
+            return False
+
+    def fileno(self) -> int:
+        stream = self.stream
+        if stream is None:
+            raise io.UnsupportedOperation("the stream is gone")
+        return stream.fileno()
+
+    @property
+    def encoding(self) -> str:
+        return getattr(self.stream, "encoding", None) or "utf-8"
+
+
+class RaisingOnFailure(_StandIn):
+    """Stands in for ``sys.stdout``: writes and flushes go to ``stream``; a failure is raised
+    as :class:`OutputFailed`, so that the command can tell it from any other OSError."""
 
     def write(self, text: str) -> int:
         try:
@@ -72,23 +93,9 @@ class RaisingOnFailure(io.TextIOBase):
         except OSError as error:
             raise OutputFailed(error) from None
 
-    def isatty(self) -> bool:
-        return self.stream.isatty()
 
-    def fileno(self) -> int:
-        return self.stream.fileno()
-
-    @property
-    def encoding(self) -> str:
-        return getattr(self.stream, "encoding", None) or "utf-8"
-
-
-class QuietOnFailure(io.TextIOBase):
+class QuietOnFailure(_StandIn):
     """A text stream writing to ``stream`` (None: nowhere) until a write or flush fails."""
-
-    def __init__(self, stream: TextIO | None) -> None:
-        super().__init__()
-        self.stream = stream
 
     def write(self, text: str) -> int:
         stream = self.stream  # once: another thread may give up in between
@@ -106,23 +113,6 @@ class QuietOnFailure(io.TextIOBase):
                 stream.flush()
             except (OSError, ValueError):
                 self._give_up(stream)
-
-    def isatty(self) -> bool:
-        stream = self.stream
-        try:
-            return stream is not None and stream.isatty()
-        except (OSError, ValueError):
-            return False
-
-    def fileno(self) -> int:
-        stream = self.stream
-        if stream is None:
-            raise io.UnsupportedOperation("the stream is gone")
-        return stream.fileno()
-
-    @property
-    def encoding(self) -> str:
-        return getattr(self.stream, "encoding", None) or "utf-8"
 
     def _give_up(self, stream: TextIO) -> None:
         self.stream = None
