@@ -22,6 +22,7 @@ from worker.engines.precision import attention_as_matmuls, bf16_on_cpu
 from worker.engines.precision import autocast_dtype as precision_dtype
 from worker.engines.sam2video.attention import MatmulAttention
 from worker.engines.sam2video.position_cache import cache_position_encodings
+from worker.engines.sam2video.value_projection import project_values_after_attending
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +149,8 @@ def load_model(
     model = model.to(resolved).eval()
     if bf16_on_cpu(dtype, resolved):
         store_matmul_weights(model, dtype)
+    if attention_as_matmuls(dtype, resolved):
+        project_values_after_attending(model)
     if not compile_model:
         cache_position_encodings(model)
     else:
