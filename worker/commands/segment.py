@@ -46,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from worker.engines.registry import load_engine
     from worker.pipeline.output_dir import removed_if_failed
-    from worker.pipeline.segment import SegmentRequest, check_request, segment_video
+    from worker.pipeline.segment import SegmentRequest, checked_video, segment_video
 
     request = SegmentRequest(
         source=args.source,
@@ -55,11 +55,11 @@ def run(args: argparse.Namespace) -> int:
         write_overlay=not args.no_overlay,
         max_frames=args.max_frames,
     )
-    with removed_if_failed(args.out):
-        check_request(request)  # output, video and prompts: before the model loads
+    with removed_if_failed(args.out), checked_video(request) as video:
+        # output, video and prompts checked before the model loads; the video opened once
         engine = load_engine(tracker_settings(args), show_progress=not args.quiet)
         with ProgressBar("segment", enabled=not args.quiet) as bar:
-            summary = segment_video(request, engine.make_tracker, engine.model, bar)
+            summary = segment_video(request, engine.make_tracker, engine.model, bar, video=video)
     print(
         f"segmented {summary.num_frames} frames, objects {summary.object_ids}, "
         f"{summary.fps:.1f} fps -> {', '.join(str(p) for p in summary.outputs)}"

@@ -20,7 +20,7 @@ import json
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, closing, contextmanager, suppress
+from contextlib import ExitStack, closing, contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -37,7 +37,7 @@ from worker.engines.contract import Snapshotting, Tracker
 from worker.pipeline.output_dir import prepare_output_dir, remove_debris, write_errors
 from worker.pipeline.result_files import ResultFiles
 from worker.pipeline.stages import InlineWriter, OrderedWriter, prefetched
-from worker.video.source import open_video
+from worker.video.source import VideoSource, open_video
 
 if TYPE_CHECKING:
     from jobs.media import ModelInfo
@@ -127,18 +127,21 @@ def segment_video(
     *,
     resume: ResumeFrom | None = None,
     before_frame: FrameHook | None = None,
+    video: VideoSource | None = None,
 ) -> SegmentSummary:
     """Run ``request`` to completion; raises ``StreamsegError`` subclasses on bad input.
 
     ``before_frame(index, tracker)`` runs before each tracked frame (before its prompts are
-    added); ``resume`` continues an interrupted run (see :class:`ResumeFrom`).
+    added); ``resume`` continues an interrupted run (see :class:`ResumeFrom`). ``video``: the
+    request's source already opened (by :func:`checked_video`; it stays the caller's to
+    close), else it is opened here.
     """
     out_dir = Path(request.out_dir)
     if resume is not None and not request.write_tracks:
         raise ValueError("resuming needs the tracks spool: write_tracks must be set")
     _check_before_video(request, keep_spool=resume is not None)
     hooks = _Hooks(on_progress, should_stop, before_frame)
-    with open_video(request.source) as video:
+    with nullcontext(video) if video is not None else open_video(request.source) as video:
         info = video.info
         _check_against_video(request, info)
         tracker = _start_tracker(make_tracker, info, resume)
@@ -162,15 +165,18 @@ def _no_debris_on_failure(out_dir: Path) -> Iterator[None]:
         raise
 
 
-def check_request(request: SegmentRequest) -> VideoInfo:
-    """The checks :func:`segment_video` makes before its first frame, without a model:
-    the output folder, the prompts against the video's size and length, ``max_frames``.
-    A command runs it before loading its model, so that bad input is found in a second."""
+@contextmanager
+def checked_video(request: SegmentRequest) -> Iterator[VideoSource]:
+    """The checks :func:`segment_video` makes before its first frame, without a model (the
+    output folder, ``max_frames``, the prompts against the video's size and length), and the
+    video they opened, for ``segment_video(..., video=...)``. A command runs them before
+    loading its model, so that bad input is found in a second, and hands the same open video
+    on: a source that can be read only once (a FIFO, a pipe such as ``/dev/stdin``) is read
+    once, from its first byte."""
     _check_before_video(request, keep_spool=False)
     with open_video(request.source) as video:
-        info = video.info
-    _check_against_video(request, info)
-    return info
+        _check_against_video(request, video.info)
+        yield video
 
 
 def _check_before_video(request: SegmentRequest, keep_spool: bool) -> None:
@@ -316,7 +322,8 @@ def _stages(video, tracker, request: SegmentRequest, start: int):
         with InlineWriter() as behind:
             yield prepared(), behind
         return
-    with prefetched(prepared(), PREFETCH_DEPTH) as frames, OrderedWriter(WRITE_DEPTH) as behind:
+    ahead = prefetched(prepared(), PREFETCH_DEPTH, interrupt=video.interrupt)
+    with ahead as frames, OrderedWriter(WRITE_DEPTH) as behind:
         yield frames, behind
 
 

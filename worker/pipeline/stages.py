@@ -6,7 +6,8 @@ The model holds the GIL little (torch releases it in its kernels), so on a GPU t
 - ``prefetched(items, depth)``: a context manager giving an iterator over ``items``, which a
   background thread advances at most ``depth`` items ahead (a bounded queue). An exception
   raised by ``items`` is raised to the consumer where it occurred, after the items before it;
-  leaving the ``with`` block early stops the producer and waits for it.
+  leaving the ``with`` block early stops the producer (``interrupt`` cuts a blocked read
+  short) and waits for it.
 - ``OrderedWriter(depth)``: runs submitted calls one after another in one background thread,
   in submission order, with at most ``depth`` waiting (``submit`` blocks: back-pressure). The
   first failure is raised from the next ``submit``, ``flush`` or from leaving the ``with``
@@ -32,8 +33,14 @@ _POLL_S = 0.1  # how often a blocked producer checks whether the consumer has go
 
 
 @contextmanager
-def prefetched(items: Iterable[T], depth: int = 2) -> Iterator[Iterator[T]]:
-    """``with prefetched(video) as frames: for frame in frames: ...`` (see the module)."""
+def prefetched(
+    items: Iterable[T], depth: int = 2, interrupt: Callable[[], None] | None = None
+) -> Iterator[Iterator[T]]:
+    """``with prefetched(video) as frames: for frame in frames: ...`` (see the module).
+
+    ``interrupt``: called (from the consumer's thread) when the block is left early, to make
+    a producer blocked inside ``items`` (a read of a stalled pipe) give up before the join.
+    """
     slots: queue.Queue = queue.Queue(maxsize=max(1, depth))
     stop = threading.Event()
 
@@ -71,6 +78,8 @@ def prefetched(items: Iterable[T], depth: int = 2) -> Iterator[Iterator[T]]:
         yield consume()
     finally:
         stop.set()
+        if interrupt is not None and thread.is_alive():
+            interrupt()
         thread.join()
 
 

@@ -47,6 +47,7 @@ from configs.errors import ReadInterrupted, VideoDecodeError
 from configs.models import MAX_SOURCE_PIXELS
 from jobs.media import Frame, VideoInfo
 from jobs.urls import is_url
+from worker.video.pipe_reader import PipeReader, is_pipe_like, stops_passed_through
 
 DEFAULT_IMAGE_FPS = 24.0
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -70,6 +71,10 @@ class VideoSource:
 
     def close(self) -> None:
         """Release the file handles; safe to call twice."""
+
+    def interrupt(self) -> None:
+        """Make a read that waits on a stalled source give up soon, in whichever thread it
+        waits (thread-safe; only FIFOs and other pipes can stall, see ``pipe_reader``)."""
 
     def __enter__(self) -> VideoSource:
         return self
@@ -171,7 +176,7 @@ class _AvVideoSource(VideoSource):
 
     def __init__(self, source: str) -> None:
         self._source = source
-        self._container = _open_container(source)
+        self._container, self._pipe = _open_container(source)
         try:
             _check_matroska_size(source, self._container)
             self._stream = _pick_video_stream(self._container, source)
@@ -181,7 +186,7 @@ class _AvVideoSource(VideoSource):
             self._decoded = self._decode_frames()
             first = _first_frame(self._decoded, source)
         except BaseException:
-            self._container.close()
+            self._close_handles()
             raise
         self._pending: av.VideoFrame | None = first
         self._orientation = orientation_from_matrix(_frame_display_matrix(first))
@@ -257,7 +262,8 @@ class _AvVideoSource(VideoSource):
         packets = self._container.demux(self._stream)
         while True:
             try:
-                packet = next(packets, None)
+                with stops_passed_through(self._pipe):
+                    packet = next(packets, None)
             except av.FFmpegError as error:
                 _raise_if_interrupted(error)
                 raise self._truncated(self._produced, _reason(error)) from None
@@ -270,13 +276,28 @@ class _AvVideoSource(VideoSource):
 
     def _truncated(self, index: int, what: str) -> VideoDecodeError:
         expected = f" of {self._stream.frames}" if self._stream.frames else ""
+        hint = ""
+        if self._pipe is not None and "mp4" in self._container.format.name:
+            hint = (
+                " (a pipe cannot seek: send an MP4 with its index first, ffmpeg -movflags "
+                "+faststart, or as Matroska)"
+            )
         return VideoDecodeError(
-            f"truncated or corrupt video {self._source}: {what} at frame {index}{expected}"
+            f"truncated or corrupt video {self._source}: {what} at frame {index}{expected}{hint}"
         )
 
     def close(self) -> None:
         self._decoded.close()
+        self._close_handles()
+
+    def _close_handles(self) -> None:
         self._container.close()
+        if self._pipe is not None:
+            self._pipe.close()
+
+    def interrupt(self) -> None:
+        if self._pipe is not None:
+            self._pipe.interrupt()
 
 
 def _frame_time(frame: av.VideoFrame, previous: float | None) -> float | None:
@@ -300,10 +321,30 @@ def _stated_end_seconds(
     return None
 
 
-def _open_container(source: str) -> av.container.InputContainer:
-    timeout = _URL_TIMEOUT_S if is_url(source) else None
+def _open_container(source: str) -> tuple[av.container.InputContainer, PipeReader | None]:
+    """The container, and the :class:`PipeReader` it reads where ``source`` is a FIFO or
+    another pipe (None otherwise)."""
+    if is_url(source) or not is_pipe_like(source):
+        timeout = _URL_TIMEOUT_S if is_url(source) else None
+        return _open_with_pyav(source, None, timeout), None
     try:
-        return av.open(source, mode="r", timeout=timeout)
+        pipe = PipeReader(source)
+    except OSError as error:
+        _raise_if_interrupted(error)
+        raise VideoDecodeError(f"cannot open {source}: {_reason(error)}") from None
+    try:
+        return _open_with_pyav(source, pipe, None), pipe
+    except BaseException:
+        pipe.close()
+        raise
+
+
+def _open_with_pyav(
+    source: str, pipe: PipeReader | None, timeout: float | None
+) -> av.container.InputContainer:
+    try:
+        with stops_passed_through(pipe):
+            return av.open(source if pipe is None else pipe, mode="r", timeout=timeout)
     except av.EOFError:
         raise VideoDecodeError(f"no frames in video {source} (the file ends early)") from None
     except (av.FFmpegError, OSError) as error:
@@ -344,8 +385,8 @@ def _check_matroska_size(source: str, container: av.container.InputContainer) ->
     The muxer writes the Segment's size when it finishes; a live-written file may leave it
     unknown, and then nothing is concluded.
     """
-    if is_url(source) or not _is_matroska(container):
-        return
+    if is_url(source) or not _is_matroska(container) or not os.path.isfile(source):
+        return  # a pipe's first bytes are the decoder's: reading them here would take them
     try:
         with open(source, "rb") as handle:
             head = handle.read(4096)

@@ -74,6 +74,27 @@ def test_leaving_early_stops_the_producer():
     assert source.produced < 10  # it did not run on to the end
 
 
+def test_leaving_early_interrupts_a_producer_blocked_inside_its_items():
+    """A producer that waits inside ``items`` (a read of a stalled pipe) is not stopped by the
+    flag it checks between items; ``interrupt`` cuts the wait short, and the join returns."""
+    released = threading.Event()
+    interrupts = []
+
+    def stalled():
+        yield 0
+        released.wait()  # blocks until interrupted: a read that waits for its writer
+        yield 1
+
+    def interrupt() -> None:
+        interrupts.append(threading.current_thread().name)
+        released.set()
+
+    with prefetched(stalled(), 2, interrupt=interrupt) as items:
+        assert next(items) == 0
+    assert interrupts == ["MainThread"]
+    assert not [t for t in threading.enumerate() if t.name == "streamseg-prefetch"]
+
+
 def test_ordered_writer_runs_calls_in_order():
     written = []
     with OrderedWriter(depth=2) as writer:
