@@ -72,6 +72,9 @@ def _expand(path: Path) -> Iterator[VideoInput | InputProblem]:
         yield InputProblem(_name_of(path), f"no such file or folder: {path}")
     elif path.is_file():
         yield VideoInput(_name_of(path), path)
+    elif not path.is_dir():  # a FIFO, socket or device: a batch reads each video twice
+        message = f"{path} is not a file or a folder (pipes and devices: use streamseg segment)"
+        yield InputProblem(_name_of(path), message)
     elif _has_images(path):
         yield VideoInput(_name_of(path), path)
     else:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -350,16 +351,19 @@ def test_discovery_of_files_folders_and_problems(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "x.mkv").write_bytes(b"")
+    os.mkfifo(tmp_path / "camera.mp4")  # neither a file nor a folder: read once, no batch
     found = discover_inputs(
         [tmp_path / "videos", tmp_path / "davis", seq, tmp_path / "missing.mp4",
-         tmp_path / "empty", tmp_path / "other"]
+         tmp_path / "empty", tmp_path / "other", tmp_path / "camera.mp4", Path("/dev/null")]
     )  # fmt: skip
     assert [(v.name, v.source.name) for v in found.videos] == [
         ("x", "x.mp4"), ("y", "y.MOV"), ("seq", "seq"),
     ]  # fmt: skip
     problems = {p.name: p.message for p in found.problems}
-    assert problems.keys() == {"seq", "missing", "empty", "x"}
+    assert problems.keys() == {"seq", "missing", "empty", "x", "camera", "null"}
     assert "same name" in problems["seq"] and "no such file" in problems["missing"]
+    for name in ("camera", "null"):
+        assert "is not a file or a folder" in problems[name], problems[name]
 
 
 def test_parse_exports() -> None:
