@@ -2,6 +2,7 @@
 rewrites, and float32, interleaved frame by frame in one process.
 
     python tests/benchmarks/bench_variants.py --objects 1,8 --size 512 --frames 12
+    python tests/benchmarks/bench_variants.py --layer --frames 12   # one layer's cross-attention
 
 Variants (each a ``load_model`` of the random-weight sam2.1-tiny checkpoint, ``tune_process()``
 first as the CLI):
@@ -84,12 +85,43 @@ def run(objects: int, frames: list, checkpoint: Path, opts) -> None:
         )
 
 
+def layer(checkpoint: Path, opts) -> None:
+    """One memory-attention layer's cross-attention, shipped against values-before, on the
+    shapes of an 8-object frame at 512 px (1,024 queries, 7 x 1,024 + 4 x 16 memory tokens),
+    interleaved call by call."""
+    import copy
+
+    import torch
+
+    loaded = load_variant("bf16", checkpoint, opts.size)
+    shipped = loaded.model.memory_attention.layers[0].cross_attn_image
+    before = copy.deepcopy(shipped)
+    before.v_proj, before.out_proj = before.out_proj[0], before.out_proj[1]
+    batch, queries, keys = opts.layer_objects, (opts.size // 16) ** 2, 7 * (opts.size // 16) ** 2
+    q = torch.randn(batch, queries, 256)
+    k = torch.randn(keys + 64, batch, 64).transpose(0, 1)  # sam2 passes them transposed
+    v = torch.randn(keys + 64, batch, 64).transpose(0, 1)
+    seconds = {"bf16": [], "bf16-values-before": []}
+    with torch.inference_mode(), loaded.autocast():
+        for _ in range(opts.frames):
+            for name, module in (("bf16", shipped), ("bf16-values-before", before)):
+                began = time.perf_counter()
+                module(q, k, v, num_k_exclude_rope=64)
+                seconds[name].append(time.perf_counter() - began)
+    medians = {name: statistics.median(values[1:]) * 1000 for name, values in seconds.items()}
+    print(f"one cross-attention layer, {batch} objects, {queries} queries x {keys + 64} keys:")
+    print(f"bf16 {medians['bf16']:.1f} ms, bf16-values-before {medians['bf16-values-before']:.1f}"
+          f" ms, {medians['bf16-values-before'] / medians['bf16']:.2f}x")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--objects", type=lambda t: [int(x) for x in t.split(",")], default=[1])
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--frames", type=int, default=12)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--layer", action="store_true", help="one cross-attention layer only")
+    parser.add_argument("--layer-objects", type=int, default=8)
     opts = parser.parse_args()
     tune_process()
     from configs.models import get_model_spec
@@ -102,6 +134,8 @@ def main() -> None:
     checkpoint = work / "random-sam2.1-tiny.pt"
     if not checkpoint.exists():
         make_random_checkpoint(get_model_spec(MODEL), checkpoint, seed=0)
+    if opts.layer:
+        return layer(checkpoint, opts)
     with open_video(make_clip_folder(opts.frames, work)) as video:
         frames = [frame.rgb for frame in video]
     print(f"size={opts.size} frames={opts.frames} warmup={opts.warmup}")

@@ -122,7 +122,7 @@ def _read_checkpoint(checkpoint: Path) -> object:
     """``torch.load`` of ``checkpoint`` (weights only), memory-mapped where it is a zip archive
     (``torch.save``'s format since 1.6, the official checkpoints'): its tensors are then read
     from the page cache as ``load_state_dict`` copies them, instead of first into a second
-    copy in memory (0.15-0.6 s less start-up for sam2.1-tiny's 156 MB, ``BENCHMARKS.md``).
+    copy in memory (0.06 s instead of 0.16 for sam2.1-tiny's 156 MB, ``BENCHMARKS.md``).
     Older pickle-only files are read whole."""
     mmap = zipfile.is_zipfile(checkpoint)
     return torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=mmap)

@@ -7,8 +7,8 @@ to every memory token (7 frames x 1,024 plus the object pointers, 64 channels ea
 averages them with the softmax weights P. Each row of P sums to one, so this equals
 ``out_proj(v_proj(P @ X))``: average the 64-channel tokens, then project the 1,024 averages.
 That is a quarter of the ``P @ V`` multiply-adds and no value projection of the memory: with 8
-objects at 512 px, 50 of the 136 ms of one layer's cross-attention on an AVX-512 BF16 CPU
-(``BENCHMARKS.md``, issue 11).
+objects at 512 px one layer's cross-attention takes 92 ms instead of 124 on an AVX-512 BF16
+CPU, a tracked frame 2-8 % less (``BENCHMARKS.md``, issue 11).
 
 :func:`project_values_after_attending` rewires the model's own modules, without new code in
 the forward pass: the value projection moves behind the attention (``v_proj`` becomes
