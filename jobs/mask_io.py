@@ -23,6 +23,7 @@ from PIL import Image
 
 from configs.errors import InputError
 from jobs.exports import FrameMasks, one_label_per_pixel
+from jobs.image_files import open_image
 
 VOID_LABEL = 255
 MAX_PNG_ID = 254  # indexed PNG object ids: 0 is the background, 255 void
@@ -102,7 +103,7 @@ def read_mask_png(path: Path, shape: tuple[int, int] | None = None) -> dict[int,
     an error even when it holds no object (it would otherwise read as an empty frame).
     """
     try:
-        with Image.open(path) as image:
+        with open_image(path) as image:
             _check_shape(path, (image.height, image.width), shape)
             image.load()
             labels = label_map(image)
@@ -115,7 +116,7 @@ def read_mask_png(path: Path, shape: tuple[int, int] | None = None) -> dict[int,
 def mask_png_shape(path: Path) -> tuple[int, int]:
     """(H, W) of a mask image, from its header (nothing is decoded)."""
     try:
-        with Image.open(path) as image:
+        with open_image(path) as image:
             return (image.height, image.width)
     except (OSError, ValueError, Image.DecompressionBombError) as error:
         reason = " ".join(str(error).split())

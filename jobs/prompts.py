@@ -137,8 +137,10 @@ def load_mask(path: Path) -> np.ndarray:
     import numpy as np
     from PIL import Image
 
+    from jobs.image_files import open_image
+
     try:
-        with Image.open(path) as image:
+        with open_image(path) as image:
             image.load()
     except FileNotFoundError:
         raise InputError(f"no such mask file: {path}") from None

@@ -650,6 +650,39 @@ def test_mask_path_with_at_sign_and_frame(clips, tmp_path):
     assert frames[0]["frame"] == 3
 
 
+@pytest.fixture(scope="module")
+def hundred_megapixel_png(tmp_path_factory) -> Path:
+    """A 10000 x 10000 black PNG (100 KB): over Pillow's 89 MP warning, under its 179 MP
+    error, so Pillow alone would only print a DecompressionBombWarning."""
+    path = tmp_path_factory.mktemp("bombs") / "big.png"
+    Image.new("L", (10_000, 10_000)).save(path)
+    return path
+
+
+def _as_mask(png: Path, tmp: Path, clip: Path) -> list:
+    return [clip, "--mask", f"1:{png}"]
+
+
+def _as_frame_folder(png: Path, tmp: Path, clip: Path) -> list:
+    folder = tmp / "frames"
+    folder.mkdir()
+    (folder / "00000.png").symlink_to(png)
+    return [folder, "--point", "1:2,2"]
+
+
+@pytest.mark.parametrize("use", [_as_mask, _as_frame_folder], ids=["mask", "frame folder"])
+def test_an_image_over_pillows_bomb_warning_is_one_line(
+    use, hundred_megapixel_png, clips, tmp_path
+):
+    """Refused in one line at its header, with no DecompressionBombWarning beside it."""
+    out = tmp_path / "out"
+    args = use(hundred_megapixel_png, tmp_path, clips["short"])
+    result = run_streamseg("segment", *args, "--out", out, "--quiet", *LITE)
+    assert_one_line_error(result, "decompression bomb")
+    assert "Warning" not in result.stderr
+    assert leftovers(out) == set()
+
+
 # ----- checkpoints ------------------------------------------------------------------------
 def _text_checkpoint(tmp: Path) -> Path:
     (tmp / "weights.pt").write_text("definitely not weights\n")

@@ -45,6 +45,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from configs.errors import ReadInterrupted, VideoDecodeError
 from configs.models import MAX_SOURCE_PIXELS
+from jobs.image_files import open_image
 from jobs.media import Frame, VideoInfo
 from jobs.urls import is_url
 from worker.video.pipe_reader import PipeReader, is_pipe_like, stops_passed_through
@@ -511,7 +512,7 @@ def _common_size(paths: list[Path]) -> tuple[int, int]:
 
 def _header_size(path: Path, index: int) -> tuple[int, int]:
     try:
-        with Image.open(path) as image:
+        with open_image(path) as image:
             width, height = image.size
             transposed = image.getexif().get(_EXIF_ORIENTATION, 1) in (5, 6, 7, 8)
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
