@@ -103,13 +103,17 @@ def write_clip(path: Path, frames: int, size: tuple[int, int] = (96, 64)) -> Pat
     return path
 
 
+def clip_pair(folder: Path, suffix: str, long: int) -> dict[str, Path]:
+    """{"short": a 24-frame clip, "long": a ``long``-frame one}, in ``suffix``'s container."""
+    return {
+        "short": write_clip(folder / f"short{suffix}", 24),
+        "long": write_clip(folder / f"long{suffix}", long),
+    }
+
+
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory) -> dict[str, Path]:
-    folder = tmp_path_factory.mktemp("clips")
-    return {
-        "short": write_clip(folder / "short.mp4", 24),
-        "long": write_clip(folder / "long.mp4", 2000),
-    }
+    return clip_pair(tmp_path_factory.mktemp("clips"), ".mp4", long=2000)
 
 
 @contextlib.contextmanager

@@ -3,12 +3,9 @@ run at once even while the writer stalls with the pipe open."""
 
 from __future__ import annotations
 
-import fcntl
 import os
 import signal
 import subprocess
-import termios
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,61 +15,23 @@ import numpy as np
 import pytest
 
 from jobs.tracks import read_tracks
+from tests.support.fifo import FifoWriter
 from tests.support.waiting import signal_when_ready
 from tests.worker.test_cli_edges import (
     LITE,
     ROOT,
     _env,
+    clip_pair,
     leftovers,
     message_lines,
     streamseg_command,
-    write_clip,
 )
 
 
 @pytest.fixture(scope="module")
 def mkv_clips(tmp_path_factory) -> dict[str, Path]:
     """Matroska clips (streamable: nothing needs a seek back, as MP4's index at the end does)."""
-    folder = tmp_path_factory.mktemp("pipe-clips")
-    return {
-        "short": write_clip(folder / "short.mkv", 24),
-        "long": write_clip(folder / "long.mkv", 600),
-    }
-
-
-class _Writer:
-    """Writes ``data[:upto]`` into a FIFO from a thread (opening it waits for the reader),
-    then closes it, or with ``upto`` short of the end keeps it open until ``release()``
-    (a writer that stalls); ``written`` is set once the bytes are in."""
-
-    def __init__(self, fifo: Path, data: bytes, upto: int) -> None:
-        self.written, self._released = threading.Event(), threading.Event()
-        if upto >= len(data):
-            self._released.set()
-        self.fd: int | None = None
-        self._thread = threading.Thread(target=self._run, args=(fifo, data[:upto]), daemon=True)
-        self._thread.start()
-
-    def _run(self, fifo: Path, chunk: bytes) -> None:
-        self.fd = os.open(fifo, os.O_WRONLY)
-        try:
-            view = memoryview(chunk)
-            while view:
-                view = view[os.write(self.fd, view) :]
-            self.written.set()
-            self._released.wait(600)
-        except BrokenPipeError:  # the reader has gone
-            pass
-        finally:
-            os.close(self.fd)
-
-    def unread(self) -> int:
-        """Bytes in the pipe that the reader has not taken yet."""
-        return int.from_bytes(fcntl.ioctl(self.fd, termios.FIONREAD, b"\0" * 4), "little")
-
-    def release(self) -> None:
-        self._released.set()
-        self._thread.join(timeout=60)
+    return clip_pair(tmp_path_factory.mktemp("pipe-clips"), ".mkv", long=600)
 
 
 def cpu_ticks(pid: int) -> int:
@@ -91,11 +50,12 @@ def idle(process: subprocess.Popen) -> bool:
 
 
 @contextmanager
-def fifo_writer(tmp: Path, clip: Path, upto: int | None = None) -> Iterator[tuple[Path, _Writer]]:
+def fifo_writer(
+    tmp: Path, clip: Path, upto: int | None = None
+) -> Iterator[tuple[Path, FifoWriter]]:
     fifo = tmp / "camera.fifo"
     os.mkfifo(fifo)
-    data = clip.read_bytes()
-    writer = _Writer(fifo, data, len(data) if upto is None else upto)
+    writer = FifoWriter(fifo, clip.read_bytes(), upto)
     try:
         yield fifo, writer
     finally:
@@ -151,7 +111,7 @@ def test_a_stop_while_the_fifo_writer_stalls_ends_the_run(signum, message, mkv_c
             process, lambda: writer.written.is_set() and writer.unread() == 0 and idle(process),
             signum, "streamseg to decode all the writer sent", ready_s=300, exit_s=120,
         )  # fmt: skip
-        assert not writer._released.is_set()  # the pipe was still open when it stopped
+        assert writer.holding  # the pipe was still open when it stopped
     assert process.returncode == 128 + signum, stderr
     assert message_lines(stderr) == [message]
     assert leftovers(out) == set()

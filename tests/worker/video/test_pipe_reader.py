@@ -13,6 +13,7 @@ import pytest
 
 from configs.errors import VideoDecodeError
 from tests.support.clips import write_clip
+from tests.support.fifo import FifoWriter
 from tests.support.waiting import wait_for
 from worker.video.pipe_reader import is_pipe_like
 from worker.video.source import open_video
@@ -38,33 +39,15 @@ def mkv(tmp_path_factory) -> Path:
     return path
 
 
-def _feed(fifo: Path, data: bytes, hold: threading.Event | None = None) -> threading.Thread:
-    """Write ``data`` into ``fifo`` from a thread; then close it, or with ``hold`` keep it open
-    until ``hold`` is set (a writer that stalls)."""
-
-    def run() -> None:
-        with open(fifo, "wb", buffering=0) as pipe:
-            try:
-                pipe.write(data)
-                if hold is not None:
-                    hold.wait(120)
-            except BrokenPipeError:
-                pass
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread
-
-
 def test_a_fifo_gives_the_frames_the_file_gives(mkv, tmp_path):
     fifo = tmp_path / "in.fifo"
     os.mkfifo(fifo)
     assert is_pipe_like(str(fifo)) and not is_pipe_like(str(mkv))
-    writer = _feed(fifo, mkv.read_bytes())
+    writer = FifoWriter(fifo, mkv.read_bytes())
     with open_video(fifo) as piped, open_video(mkv) as from_file:
         assert piped.info.width == from_file.info.width == 64
         pairs = list(zip(piped, from_file, strict=True))
-    writer.join(10)
+    writer.release()
     assert len(pairs) == 300
     assert all(np.array_equal(a.rgb, b.rgb) and a.index == b.index for a, b in pairs)
 
@@ -74,8 +57,8 @@ def test_a_stop_signal_ends_a_read_waiting_on_a_stalled_writer(mkv, tmp_path, ca
     video, and without PyAV printing a dropped exception), and the pipe is closed."""
     fifo = tmp_path / "in.fifo"
     os.mkfifo(fifo)
-    data, hold = mkv.read_bytes(), threading.Event()
-    writer = _feed(fifo, data[: len(data) // 3], hold)
+    data = mkv.read_bytes()
+    writer = FifoWriter(fifo, data, upto=len(data) // 3)
     frames = 0
 
     def stop(signum, frame) -> None:
@@ -87,19 +70,18 @@ def test_a_stop_signal_ends_a_read_waiting_on_a_stalled_writer(mkv, tmp_path, ca
             # a thread sends the signal once the main thread waits in select (poll on Linux)
             main = threading.main_thread().native_id
             waiting = Path(f"/proc/self/task/{main}/wchan")
-            threading.Thread(target=_signal_when, args=(waiting, hold), daemon=True).start()
+            threading.Thread(target=_signal_when, args=(waiting, writer), daemon=True).start()
             with pytest.raises(_Stop):
                 for _ in video:
                     frames += 1
     finally:
         signal.signal(signal.SIGUSR1, previous)
-        hold.set()
-        writer.join(10)
+        writer.release()
     assert 0 < frames < 300
     assert "exception being dropped" not in capfd.readouterr().err
 
 
-def _signal_when(waiting: Path, hold: threading.Event) -> None:
+def _signal_when(waiting: Path, writer: FifoWriter) -> None:
     """SIGUSR1 to the main thread once its wait channel is a select/poll wait; if it never
     is (a read that waits elsewhere), the writer closes the pipe instead, so that the test
     fails (no stop raised) rather than hangs."""
@@ -107,7 +89,7 @@ def _signal_when(waiting: Path, hold: threading.Event) -> None:
         wait_for(lambda: "poll" in waiting.read_text() or "select" in waiting.read_text(), 60,
                  "the main thread to wait in its read")  # fmt: skip
     except TimeoutError:
-        hold.set()
+        writer.release()
         return
     signal.pthread_kill(threading.main_thread().ident, signal.SIGUSR1)
 
@@ -115,10 +97,10 @@ def _signal_when(waiting: Path, hold: threading.Event) -> None:
 def test_a_fifo_with_no_video_in_it_is_refused_in_one_line(tmp_path):
     fifo = tmp_path / "in.fifo"
     os.mkfifo(fifo)
-    writer = _feed(fifo, b"this is not a video\n" * 100)
+    writer = FifoWriter(fifo, b"this is not a video\n" * 100)
     with pytest.raises(VideoDecodeError, match="not a readable video"):
         open_video(fifo)
-    writer.join(10)
+    writer.release()
 
 
 def test_an_mp4_that_needs_a_seek_through_a_pipe_says_why(videos_dir, tmp_path):
@@ -126,10 +108,10 @@ def test_an_mp4_that_needs_a_seek_through_a_pipe_says_why(videos_dir, tmp_path):
     cannot, it fails in one line that says what to send instead."""
     fifo = tmp_path / "in.fifo"
     os.mkfifo(fifo)
-    writer = _feed(fifo, (videos_dir / "bikes.mp4").read_bytes())
+    writer = FifoWriter(fifo, (videos_dir / "bikes.mp4").read_bytes())
     with pytest.raises(VideoDecodeError, match="a pipe cannot seek") as error:
         with open_video(fifo) as video:
             for _ in video:
                 pass
-    writer.join(10)
+    writer.release()
     assert "\n" not in str(error.value) and "faststart" in str(error.value)
